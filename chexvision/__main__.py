@@ -1,0 +1,3 @@
+from chexvision.cli.main import main
+
+main()
