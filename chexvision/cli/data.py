@@ -1,0 +1,202 @@
+"""`chexvision data splits|build|download|eda`: thin commands over chexvision.data (no torch here)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chexvision.errors import BadInputError
+
+_console = Console(soft_wrap=True)  # paths and file names stay whole (grep-able)
+_MAX_LISTED = 20  # names listed in full before "... and N more"
+
+DataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", help="A data folder of Parquet shards (data/*.parquet) instead of the metadata."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the validation (and patient-scheme) draw.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print plain JSON to stdout.")]
+
+
+def _check_scheme(scheme: str) -> None:
+    from chexvision.data.splits import SPLIT_SCHEMES
+
+    if scheme not in SPLIT_SCHEMES:
+        raise BadInputError(f"unknown split scheme {scheme!r}", f"choose one of {', '.join(SPLIT_SCHEMES)}")
+
+
+def _default_scheme(data: Path | None) -> str:
+    """A data folder's dataset.json names its default scheme (synthetic data: patient); otherwise official."""
+    if data is not None:
+        try:
+            info = json.loads((data / "dataset.json").read_text(encoding="utf-8"))
+            return str(info.get("default_split_scheme", "official"))
+        except (OSError, ValueError):
+            pass
+    return "official"
+
+
+def _listed(names: list[str]) -> str:
+    head = ", ".join(names[:_MAX_LISTED])
+    return head + (f" ... and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
+
+
+def splits(
+    scheme: Annotated[
+        str | None, typer.Option("--scheme", help="official | chexnet | patient (default: the data's own or official).")
+    ] = None,
+    seed: SeedOpt = 0,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show images, patients and per-class prevalence of each split of a scheme."""
+    from chexvision.data.metadata import load_metadata, metadata_from_shards
+    from chexvision.data.splits import make_split, split_summary
+
+    scheme = scheme or _default_scheme(data)
+    _check_scheme(scheme)
+    df = metadata_from_shards(data) if data is not None else load_metadata()
+    filenames, labels = df["filename"].tolist(), df["labels"].tolist()
+    split = make_split(filenames, scheme, seed)
+    summary = split_summary(filenames, labels, split)
+    if as_json:
+        typer.echo(json.dumps({"scheme": scheme, "splits": summary}))
+        return
+    _print_split_tables(scheme, summary, getattr(split, "dropped", 0))
+
+
+def _print_split_tables(scheme: str, summary: dict[str, Any], dropped: int) -> None:
+    overview = Table(title=f"{scheme} split (patient-disjoint)")
+    overview.add_column("split")
+    overview.add_column("images", justify="right")
+    overview.add_column("patients", justify="right")
+    for name, part in summary.items():
+        overview.add_row(name, f"{part['images']:,}", f"{part['patients']:,}")
+    _console.print(overview)
+    if dropped:
+        _console.print(f"{dropped:,} images are in no list of the {scheme} scheme and were dropped.")
+    prevalence = Table(title="prevalence (% of images)")
+    prevalence.add_column("label")
+    for name in summary:
+        prevalence.add_column(name, justify="right")
+    for label in next(iter(summary.values()))["prevalence"]:
+        prevalence.add_row(label, *(f"{100 * part['prevalence'][label]:.2f}" for part in summary.values()))
+    _console.print(prevalence)
+
+
+def build(
+    images: Annotated[Path, typer.Option("--images", help="Folder of raw NIH PNGs (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", help="Output data folder (shards go to OUT/data/).")],
+    size: Annotated[int, typer.Option("--size", help="Output side length in pixels.")] = 320,
+    metadata: Annotated[
+        Path | None, typer.Option("--metadata", help="Data_Entry CSV with the labels (default: the shipped one).")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes (default: all cores).")] = 0,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Images per shard.")] = 1000,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first corrupt image (exit 2).")] = False,
+    no_clahe: Annotated[bool, typer.Option("--no-clahe", help="Skip CLAHE (applied once here by default).")] = False,
+) -> None:
+    """Build one-channel Parquet shards from raw NIH PNGs (resumable: re-run to continue)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from chexvision.data.build import build_shards
+
+    with Progress(
+        TextColumn("building shards"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_console
+    ) as bar:
+        task = bar.add_task("build", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = build_shards(
+            images,
+            out,
+            size=size,
+            metadata=metadata,
+            workers=workers or os.cpu_count(),
+            shard_size=shard_size,
+            strict=strict,
+            clahe=not no_clahe,
+            progress=progress,
+        )
+    _console.print(
+        f"{result.images:,} images in {len(result.shards)} shards at {result.size} px "
+        f"(CLAHE {'on' if result.clahe else 'off'}) -> {result.out_dir} "
+        f"[{result.built_shards} built, {result.resumed_shards} already complete, {result.seconds:.1f} s]"
+    )
+    if result.not_in_metadata:
+        _console.print(
+            f"[yellow]skipped {len(result.not_in_metadata)} images not in the metadata:[/] "
+            f"{_listed(result.not_in_metadata)}"
+        )
+    if result.corrupt:
+        _console.print(f"[yellow]skipped {len(result.corrupt)} corrupt images:[/]")
+        for file, reason in result.corrupt[:_MAX_LISTED]:
+            _console.print(f"  {file}: {reason}", markup=False)
+
+
+def download(
+    out: Annotated[Path, typer.Option("--out", help="Output data folder (shards go to OUT/data/).")],
+    repo: Annotated[str | None, typer.Option("--repo", help="HF dataset repo id.")] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Commit sha to pin.")] = None,
+) -> None:
+    """Download the published NIH shards from the Hugging Face Hub (resumable; pinned revision by default)."""
+    from chexvision.data.download import REPO_ID, REVISION, download_dataset
+
+    path = download_dataset(out, repo or REPO_ID, revision or REVISION)
+    count = len(list((path / "data").glob("*.parquet")))
+    _console.print(f"{count} shards of {repo or REPO_ID}@{(revision or REVISION)[:12]} in {path / 'data'}")
+
+
+def eda(
+    out: Annotated[Path, typer.Option("--out", help="Folder for eda.md and the plots.")],
+    data: DataOpt = None,
+    metadata: Annotated[
+        Path | None, typer.Option("--metadata", help="Data_Entry CSV (default: the shipped NIH metadata).")
+    ] = None,
+    scheme: Annotated[
+        str | None, typer.Option("--scheme", help="Split scheme (default: the data's own or official).")
+    ] = None,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Label, age, sex, view and patient statistics per split, as Markdown tables and PNG plots."""
+    from chexvision.data.eda import run_eda
+    from chexvision.data.metadata import load_metadata, metadata_from_shards
+
+    if data is not None and metadata is not None:
+        raise BadInputError("--data and --metadata were both given", "pass one of them (or neither: shipped data)")
+    scheme = scheme or _default_scheme(data)
+    _check_scheme(scheme)
+    df = metadata_from_shards(data) if data is not None else load_metadata(metadata)
+    result = run_eda(df, out, split_scheme=scheme, seed=seed)
+    if as_json:
+        groups = {g: {"images": s["images"], "patients": s["patients"]} for g, s in result.stats["groups"].items()}
+        typer.echo(
+            json.dumps(
+                {
+                    "report": str(result.report),
+                    "plots": [str(p) for p in result.plots],
+                    "scheme": scheme,
+                    "groups": groups,
+                    "seconds": round(result.seconds, 3),
+                }
+            )
+        )
+        return
+    _console.print(f"wrote {result.report} and {len(result.plots)} plots ({result.seconds:.1f} s)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `splits`, `build`, `download` and `eda` to the `data` sub-app."""
+    app.command("splits")(splits)
+    app.command("build")(build)
+    app.command("download")(download)
+    app.command("eda")(eda)

@@ -1,0 +1,333 @@
+"""Build our one-channel Parquet shards from raw NIH PNGs (`chexvision data build`).
+
+Each image is decoded (8-bit L, the odd RGBA, 16-bit; any size), resized with `cv2.INTER_AREA` to
+`size` x `size` (NIH originals are square), optionally contrast-equalised with CLAHE once here (clip 2.0,
+8x8 tiles; recorded as `"clahe"` in `dataset.json` so the loader does not apply it again) and stored as a
+one-channel PNG with the labels and metadata of `Data_Entry_2017_v2020.csv`.
+
+Work is split into fixed shards of `shard_size` images in sorted file-name order, one process-pool task per
+shard. A shard is written atomically and recorded in `build_manifest.json` with a digest of its inputs, so a
+re-run skips shards that are already complete and converges after a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chexvision.data.metadata import load_metadata
+from chexvision.data.shards import (
+    IMAGE_FORMAT,
+    ImageDecodeError,
+    ShardRow,
+    decode_image,
+    encode_image,
+    shard_name,
+    write_shard,
+)
+from chexvision.errors import BadInputError
+
+__all__ = ["CLAHE_CLIP_LIMIT", "CLAHE_TILES", "MANIFEST_NAME", "BuildResult", "build_shards", "find_images"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "build_manifest.json"
+CLAHE_CLIP_LIMIT = 2.0  # contrast limit per tile (OpenCV units)
+CLAHE_TILES = (8, 8)  # tile grid, columns x rows
+_SHARD_SPLIT = "data"  # shard file prefix: splits are recomputed by patient, not stored
+
+ProgressFn = Callable[[int, int], None]  # (images done, images total)
+
+
+@dataclass
+class BuildResult:
+    """What a build did. `corrupt` holds (image path, reason) for images skipped as undecodable."""
+
+    out_dir: Path
+    shards: list[Path]
+    images: int
+    size: int
+    clahe: bool
+    built_shards: int = 0
+    resumed_shards: int = 0
+    not_in_metadata: list[str] = field(default_factory=list)
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _ShardTask:
+    path: Path
+    files: tuple[str, ...]  # image paths, sorted by file name
+    meta: tuple[dict[str, Any], ...]  # labels, patient_id, age, sex, view per image
+    size: int
+    clahe: bool
+    strict: bool
+    digest: str
+
+
+@dataclass(frozen=True)
+class _ShardOutcome:
+    name: str
+    rows: int
+    corrupt: tuple[tuple[str, str], ...]
+
+
+def find_images(images_dir: Path) -> list[Path]:
+    """PNG files under `images_dir` (recursively, as NIH ships them in images_0NN/images/), sorted by name."""
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise BadInputError(f"--images {images_dir} is not a directory", "pass the folder holding the NIH PNGs")
+    found = [p for p in images_dir.rglob("*") if p.suffix.lower() == ".png" and not p.name.startswith(".")]
+    found.sort(key=lambda p: (p.name, str(p)))
+    unique: list[Path] = []
+    for path in found:
+        if unique and unique[-1].name == path.name:
+            log.warning("duplicate image name %s: keeping %s", path.name, unique[-1])
+            continue
+        unique.append(path)
+    return unique
+
+
+def _prepare(img: np.ndarray, size: int, clahe: bool) -> np.ndarray:
+    import cv2
+
+    if img.shape != (size, size):
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    if clahe:
+        img = cv2.createCLAHE(clipLimit=CLAHE_CLIP_LIMIT, tileGridSize=CLAHE_TILES).apply(img)
+    return np.ascontiguousarray(img)
+
+
+def _build_one(task: _ShardTask) -> _ShardOutcome:
+    """Worker: decode, resize, encode and write one shard. Runs in a pool process."""
+    rows: list[ShardRow] = []
+    corrupt: list[tuple[str, str]] = []
+    for file, meta in zip(task.files, task.meta, strict=True):
+        try:
+            img = decode_image(Path(file).read_bytes())
+        except (OSError, ImageDecodeError) as exc:
+            corrupt.append((file, str(exc)))
+            if task.strict:
+                return _ShardOutcome(task.path.name, 0, tuple(corrupt))
+            continue
+        image = encode_image(_prepare(img, task.size, task.clahe))
+        rows.append(ShardRow(filename=Path(file).name, image=image, **meta))
+    if rows:
+        write_shard(task.path, rows)
+    else:
+        task.path.unlink(missing_ok=True)  # an earlier build's shard of that name must not survive
+    return _ShardOutcome(task.path.name, len(rows), tuple(corrupt))
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _row_meta(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
+    for filename, labels, pid, age, sex, view in zip(
+        df["filename"], df["labels"], df["patient_id"], df["age"], df["sex"], df["view"], strict=True
+    ):
+        records[str(filename)] = {
+            "labels": str(labels),
+            "patient_id": None if _missing(pid) else int(pid),
+            "age": None if _missing(age) else int(age),
+            "sex": None if _missing(sex) else str(sex),
+            "view": None if _missing(view) else str(view),
+        }
+    return records
+
+
+def _digest(files: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for path in files:
+        h.update(f"{path.name}\0{path.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _plan(
+    files: list[Path],
+    meta: dict[str, dict[str, Any]],
+    out_dir: Path,
+    size: int,
+    clahe: bool,
+    strict: bool,
+    shard_size: int,
+) -> list[_ShardTask]:
+    chunks = [files[i : i + shard_size] for i in range(0, len(files), shard_size)]
+    return [
+        _ShardTask(
+            path=out_dir / "data" / shard_name(_SHARD_SPLIT, i, len(chunks)),
+            files=tuple(str(p) for p in chunk),
+            meta=tuple(meta[p.name] for p in chunk),
+            size=size,
+            clahe=clahe,
+            strict=strict,
+            digest=_digest(chunk),
+        )
+        for i, chunk in enumerate(chunks)
+    ]
+
+
+def _read_manifest(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"shards": {}}
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("shards"), dict) else {"shards": {}}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _is_complete(task: _ShardTask, entry: dict[str, Any] | None) -> bool:
+    if not entry or entry.get("digest") != task.digest:
+        return False
+    return int(entry.get("rows", 0)) == 0 or task.path.is_file()
+
+
+def _remove_stale(out_dir: Path, old: dict[str, Any], tasks: list[_ShardTask]) -> None:
+    """Drop shards of an earlier plan (another image count renames every shard): no row is read twice."""
+    keep = {t.path.name for t in tasks}
+    for name in old.get("shards", {}):
+        if name not in keep:
+            (out_dir / "data" / name).unlink(missing_ok=True)
+
+
+def build_shards(
+    images_dir: Path,
+    out_dir: Path,
+    *,
+    size: int = 320,
+    metadata: Path | pd.DataFrame | None = None,
+    workers: int | None = os.cpu_count(),
+    shard_size: int = 1000,
+    strict: bool = False,
+    clahe: bool = True,
+    progress: ProgressFn | None = None,
+) -> BuildResult:
+    """Build shards in `out_dir/data/` from the PNGs under `images_dir`; resumable; see the module docstring.
+
+    `metadata`: a Data_Entry CSV path or a normalised DataFrame (`load_metadata`); None = the shipped CSV.
+    Raises BadInputError on bad arguments, no usable images, or (with `strict`) the first corrupt image.
+    """
+    start = time.perf_counter()
+    if size < 8 or shard_size < 1:
+        raise BadInputError(f"bad build settings size={size} shard_size={shard_size}", "use e.g. --size 320")
+    out_dir = Path(out_dir)
+    df = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata)
+    images = find_images(Path(images_dir))
+    meta = _row_meta(df[df["filename"].isin({p.name for p in images})])
+    known = [p for p in images if p.name in meta]
+    missing = [p.name for p in images if p.name not in meta]
+    if not known:
+        raise BadInputError(
+            f"none of the {len(images)} PNG files under {images_dir} are in the metadata",
+            "point --images at NIH images, or pass --metadata CSV listing them",
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = _plan(known, meta, out_dir, size, clahe, strict, shard_size)
+    old = _read_manifest(out_dir)
+    settings = {"size": size, "clahe": clahe, "shard_size": shard_size}
+    same_settings = all(old.get(k) == v for k, v in settings.items())
+    _remove_stale(out_dir, old, tasks)
+    manifest: dict[str, Any] = {**settings, "shards": {}}
+    if same_settings:
+        manifest["shards"] = {t.path.name: old["shards"][t.path.name] for t in tasks if t.path.name in old["shards"]}
+    todo = [t for t in tasks if not (same_settings and _is_complete(t, manifest["shards"].get(t.path.name)))]
+    result = BuildResult(out_dir, [], 0, size, clahe, resumed_shards=len(tasks) - len(todo), not_in_metadata=missing)
+    if todo:
+        (out_dir / "dataset.json").unlink(missing_ok=True)  # absent until the build is complete again
+    by_name = {t.path.name: t for t in tasks}
+    done = len(known) - sum(len(t.files) for t in todo)
+    if progress:
+        progress(done, len(known))
+    outcomes = _run(todo, workers)
+    try:
+        for outcome in outcomes:
+            if strict and outcome.corrupt:
+                file, reason = outcome.corrupt[0]
+                raise BadInputError(
+                    f"corrupt image {file}: {reason}",
+                    "fix or remove the file, or re-run without --strict to skip it",
+                )
+            manifest["shards"][outcome.name] = {
+                "digest": by_name[outcome.name].digest,
+                "rows": outcome.rows,
+                "corrupt": [list(c) for c in outcome.corrupt],
+            }
+            _write_json(out_dir / MANIFEST_NAME, manifest)
+            result.built_shards += 1
+            done += len(by_name[outcome.name].files)
+            if progress:
+                progress(done, len(known))
+    finally:
+        outcomes.close()  # shuts the pool down now, not when the traceback is collected
+    _write_json(out_dir / MANIFEST_NAME, manifest)
+    _finish(result, manifest, tasks)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _finish(result: BuildResult, manifest: dict[str, Any], tasks: list[_ShardTask]) -> None:
+    """Fill the result from the manifest (so resumed shards report their skips too); write dataset.json."""
+    for task in tasks:
+        entry = manifest["shards"][task.path.name]
+        result.corrupt.extend((str(f), str(r)) for f, r in entry.get("corrupt", []))
+        result.images += int(entry["rows"])
+        if int(entry["rows"]) > 0:
+            result.shards.append(task.path)
+    info = {
+        "source": "nih-build",
+        "default_split_scheme": "official",
+        "size": result.size,
+        "clahe": result.clahe,  # applied once here: the loader must not apply it again
+        "channels": 1,
+        "image_format": IMAGE_FORMAT,
+        "images": result.images,
+    }
+    _write_json(result.out_dir / "dataset.json", info)
+
+
+def _run(tasks: list[_ShardTask], workers: int | None) -> Generator[_ShardOutcome, None, None]:
+    """Yield shard outcomes as they finish: inline for one worker, else a process pool, one shard a task."""
+    workers = max(1, min(workers or 1, len(tasks)))
+    if workers == 1:
+        for task in tasks:
+            yield _build_one(task)
+        return
+    # spawn, not fork: the parent may hold pyarrow/OpenCV thread pools, which fork does not copy safely.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+        pending: set[Future[_ShardOutcome]] = {pool.submit(_build_one, t) for t in tasks}
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda f: f.result().name):
+                    yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()

@@ -1,0 +1,223 @@
+"""Exploratory data analysis of NIH-style metadata, per patient-disjoint split (`chexvision data eda`).
+
+`run_eda` computes label frequencies, label co-occurrence, labels per image, age / sex / view distributions and
+images per patient for every split and for all images, writes PNG plots (matplotlib, Agg, no pyplot state) and
+an `eda.md` report rendered from `templates/eda.md.j2`. Statistics are vectorised: the full 112,120-row
+metadata takes a few seconds, most of it drawing the plots.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chexvision.data.metadata import multi_hot
+from chexvision.data.splits import SPLIT_NAMES, make_split, patient_ids
+from chexvision.errors import BadInputError
+from chexvision.labels import LABELS, NO_FINDING
+
+__all__ = ["AGE_BINS", "EdaResult", "compute_stats", "run_eda"]
+
+AGE_BINS = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 200)  # years; the last bin is 90+
+_PATIENT_BUCKETS = ((1, 1), (2, 5), (6, 10), (11, 20), (21, 50), (51, 10**9))  # images per patient, inclusive
+_GROUPS = ("all", *SPLIT_NAMES)
+
+
+@dataclass
+class EdaResult:
+    """Where the report went and the numbers in it (`stats` is JSON-serialisable)."""
+
+    out_dir: Path
+    report: Path
+    plots: list[Path] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    counts = values.astype("string").fillna("unknown").value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))}
+
+
+def _age_histogram(ages: pd.Series) -> dict[str, int]:
+    values = pd.to_numeric(ages, errors="coerce").dropna().to_numpy(dtype=float)
+    hist, _ = np.histogram(values, bins=AGE_BINS)
+    names = [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(AGE_BINS[:-1])] + [f"{AGE_BINS[-2]}+"]
+    return {name: int(n) for name, n in zip(names, hist, strict=True)}
+
+
+def _group_stats(part: pd.DataFrame, matrix: np.ndarray, pids: np.ndarray) -> dict[str, Any]:
+    n = len(part)
+    positives = matrix.sum(axis=0)
+    no_finding = int((matrix.sum(axis=1) == 0).sum())
+    per_image = np.bincount(matrix.sum(axis=1).astype(np.int64), minlength=1)
+    per_patient = np.unique(pids, return_counts=True)[1] if n else np.zeros(0, dtype=np.int64)
+    ages = pd.to_numeric(part["age"], errors="coerce").dropna()
+    return {
+        "images": n,
+        "patients": len(per_patient),
+        "label_counts": {**{lb: int(c) for lb, c in zip(LABELS, positives, strict=True)}, NO_FINDING: no_finding},
+        "label_frequency": {
+            **{lb: float(c) / max(n, 1) for lb, c in zip(LABELS, positives, strict=True)},
+            NO_FINDING: no_finding / max(n, 1),
+        },
+        "cooccurrence": (matrix.T @ matrix).astype(np.int64).tolist(),
+        "labels_per_image": {str(k): int(v) for k, v in enumerate(per_image)},
+        "age": {
+            "mean": round(float(ages.mean()), 2) if len(ages) else None,
+            "median": float(ages.median()) if len(ages) else None,
+            "missing": int(n - len(ages)),
+            "histogram": _age_histogram(part["age"]),
+        },
+        "sex": _counts(part["sex"]),
+        "view": _counts(part["view"]),
+        "images_per_patient": {
+            "mean": round(float(per_patient.mean()), 3) if len(per_patient) else None,
+            "median": float(np.median(per_patient)) if len(per_patient) else None,
+            "max": int(per_patient.max()) if len(per_patient) else None,
+            "buckets": {
+                (f"{lo}" if lo == hi else f"{lo}+" if hi >= 10**9 else f"{lo}-{hi}"): int(
+                    ((per_patient >= lo) & (per_patient <= hi)).sum()
+                )
+                for lo, hi in _PATIENT_BUCKETS
+            },
+        },
+    }
+
+
+def _with_columns(df: pd.DataFrame) -> pd.DataFrame:
+    for col in ("filename", "labels"):
+        if col not in df.columns:
+            raise BadInputError(f"EDA input has no {col!r} column", "pass `load_metadata()` output or shards")
+    out = df.reset_index(drop=True).copy()
+    for col in ("age", "sex", "view"):
+        if col not in out.columns:
+            out[col] = pd.NA
+    return out
+
+
+def compute_stats(df: pd.DataFrame, split_scheme: str = "official", seed: int = 0) -> dict[str, Any]:
+    """All EDA numbers for `df` (columns filename, labels, and optionally age, sex, view), per split and overall."""
+    df = _with_columns(df)
+    filenames = df["filename"].astype(str).tolist()
+    split = make_split(filenames, split_scheme, seed)
+    matrix = multi_hot(df["labels"].astype(str).tolist())
+    pids = patient_ids(filenames)
+    all_idx = np.arange(len(df), dtype=np.int64)
+    groups = {"all": all_idx, **{name: split[name] for name in SPLIT_NAMES}}
+    return {
+        "split_scheme": split_scheme,
+        "seed": seed,
+        "dropped": int(getattr(split, "dropped", 0)),
+        "labels": list(LABELS),
+        "groups": {g: _group_stats(df.iloc[idx], matrix[idx], pids[idx]) for g, idx in groups.items()},
+    }
+
+
+def run_eda(df: pd.DataFrame, out_dir: Path, split_scheme: str = "official", seed: int = 0) -> EdaResult:
+    """Compute the statistics, draw the plots and write `out_dir/eda.md`."""
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stats = compute_stats(df, split_scheme, seed)
+    plots = _draw_plots(stats, out_dir)
+    report = out_dir / "eda.md"
+    report.write_text(_render(stats, plots), encoding="utf-8")
+    return EdaResult(out_dir, report, plots, stats, time.perf_counter() - start)
+
+
+def _render(stats: dict[str, Any], plots: list[Path]) -> str:
+    import jinja2
+
+    template_text = (importlib.resources.files("chexvision.data") / "templates" / "eda.md.j2").read_text("utf-8")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["pct"] = lambda x: f"{100.0 * x:.2f}%"
+    return env.from_string(template_text).render(
+        stats=stats,
+        groups=_GROUPS,
+        labels=LABELS,
+        label_rows=[*LABELS, NO_FINDING],
+        plots=[p.name for p in plots],
+    )
+
+
+def _draw_plots(stats: dict[str, Any], out_dir: Path) -> list[Path]:
+    # Figure objects without pyplot: no global state, the Agg canvas is picked from the .png suffix.
+    from matplotlib.figure import Figure
+
+    groups = stats["groups"]
+    splits = [g for g in SPLIT_NAMES if groups[g]["images"]]
+    paths: list[Path] = []
+
+    def save(fig: Figure, name: str) -> None:
+        fig.tight_layout()
+        path = out_dir / name
+        fig.savefig(path, dpi=90)
+        paths.append(path)
+
+    fig = Figure(figsize=(9, 6))
+    ax = fig.add_subplot()
+    rows = [*LABELS, NO_FINDING]
+    y = np.arange(len(rows))
+    height = 0.8 / max(len(splits), 1)
+    for k, g in enumerate(splits):
+        freq = [100.0 * groups[g]["label_frequency"][lb] for lb in rows]
+        ax.barh(y + k * height, freq, height=height, label=g)
+    ax.set_yticks(y + height * (len(splits) - 1) / 2, rows)
+    ax.invert_yaxis()
+    ax.set_xlabel("images with the label (%)")
+    ax.set_title(f"Label frequency per split ({stats['split_scheme']} scheme)")
+    ax.legend()
+    save(fig, "label_frequency.png")
+
+    fig = Figure(figsize=(8, 7))
+    ax = fig.add_subplot()
+    co = np.asarray(groups["all"]["cooccurrence"], dtype=float)
+    image = ax.imshow(np.log10(co + 1.0), cmap="viridis")
+    ax.set_xticks(range(len(LABELS)), LABELS, rotation=90)
+    ax.set_yticks(range(len(LABELS)), LABELS)
+    ax.set_title("Label co-occurrence, all images (log10 count + 1)")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    save(fig, "cooccurrence.png")
+
+    fig = Figure(figsize=(12, 3.6))
+    axes = fig.subplots(1, 3)
+    for k, g in enumerate(splits):
+        per = groups[g]["labels_per_image"]
+        n = max(groups[g]["images"], 1)
+        axes[0].plot([int(x) for x in per], [100.0 * v / n for v in per.values()], marker="o", label=g)
+        hist = groups[g]["age"]["histogram"]
+        axes[1].bar(np.arange(len(hist)) + k * 0.27, [100.0 * v / n for v in hist.values()], width=0.27, label=g)
+        buckets = groups[g]["images_per_patient"]["buckets"]
+        npat = max(groups[g]["patients"], 1)
+        axes[2].bar(np.arange(len(buckets)) + k * 0.27, [100.0 * v / npat for v in buckets.values()], width=0.27)
+    axes[0].set(xlabel="labels per image", ylabel="% of images", title="Labels per image")
+    hist_names = list(groups["all"]["age"]["histogram"])
+    axes[1].set_xticks(np.arange(len(hist_names)) + 0.27, hist_names, rotation=45)
+    axes[1].set(ylabel="% of images", title="Patient age (years)")
+    bucket_names = list(groups["all"]["images_per_patient"]["buckets"])
+    axes[2].set_xticks(np.arange(len(bucket_names)) + 0.27, bucket_names)
+    axes[2].set(xlabel="images per patient", ylabel="% of patients", title="Images per patient")
+    axes[0].legend()
+    save(fig, "distributions.png")
+
+    fig = Figure(figsize=(8, 3.2))
+    axes = fig.subplots(1, 2)
+    for ax, key in zip(axes, ("sex", "view"), strict=True):
+        names = list(groups["all"][key])
+        for k, g in enumerate(splits):
+            n = max(groups[g]["images"], 1)
+            values = [100.0 * groups[g][key].get(name, 0) / n for name in names]
+            ax.bar(np.arange(len(names)) + k * 0.27, values, width=0.27, label=g)
+        ax.set_xticks(np.arange(len(names)) + 0.27, names)
+        ax.set(ylabel="% of images", title=key.capitalize())
+    axes[0].legend()
+    save(fig, "sex_view.png")
+    return paths
