@@ -1,0 +1,291 @@
+"""`chexvision dispatch train`, `status`, `logs`, `cancel`, `fetch`: the CLI skin over `dispatch.runs`.
+
+Nothing heavy at import (`--help` and `status` must answer fast): dispatch.runs, jinja2 and rich load inside
+the commands. Human-readable lines go to stderr; the run id (or `--json`) goes to stdout for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from dispatch.registry import RunRecord
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print plain JSON to stdout.")]
+RunIdArg = Annotated[str, typer.Argument(help="Run id, e.g. densenet-20261126-0912-3fa1.", show_default=False)]
+_LOG_TAIL = 20
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None:
+        return "-"
+    seconds = int(((end or datetime.now(UTC)) - start).total_seconds())
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _row(r: RunRecord) -> list[str]:
+    return [
+        r.run_id,
+        r.model,
+        r.backend,
+        str(r.status),
+        _duration(_parse_time(r.created_at), None),
+        _duration(_parse_time(r.started_at), _parse_time(r.finished_at)),
+        f"{r.best_val_auc:.4f}" if r.best_val_auc is not None else "-",
+        r.failure_reason or "",
+    ]
+
+
+def _print_table(records: list[RunRecord]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for name in ("run id", "model", "backend", "status", "age", "elapsed", "best val AUC", "failure reason"):
+        table.add_column(name, overflow="fold", no_wrap=name in ("run id", "status", "age", "elapsed"))
+    for r in records:
+        table.add_row(*_row(r))
+    Console().print(table)
+
+
+def _print_detail(r: RunRecord, log_text: str | None) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    handle = r.kaggle_handle or r.local_dir or "-"
+    for label, value in [
+        ("run", r.run_id),
+        ("status", str(r.status)),
+        ("model", r.model),
+        ("backend", f"{r.backend} ({handle})"),
+        ("preset", r.preset or "-"),
+        ("parent", r.parent_run_id or "-"),
+        ("created", r.created_at),
+        ("elapsed", _duration(_parse_time(r.started_at), _parse_time(r.finished_at))),
+        ("best val AUC", f"{r.best_val_auc:.4f}" if r.best_val_auc is not None else "-"),
+        ("bundle", f"{r.bundle_sha256 or '-'} ({r.bundle_size or 0:,} bytes)"),
+        ("git", r.git_sha or "-"),
+        ("output", r.output_dir or "-"),
+        ("failure", r.failure_reason or "-"),
+    ]:
+        console.print(f"[bold]{label:>13}[/] {value}")
+    if log_text:
+        console.print(f"[bold]{'last log lines':>13}[/]")
+        console.print("\n".join(log_text.rstrip().splitlines()[-_LOG_TAIL:]), markup=False)
+
+
+def _status_exit(r: RunRecord) -> int:
+    return 1 if r.status.is_failure() else 0
+
+
+def dispatch_train(
+    model: Annotated[str, typer.Option("--model", help="densenet or seresnet.")],
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="kaggle or local (default: kaggle when credentials exist).")
+    ] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Preset name, e.g. smoke, kaggle-t4, full.")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Config override key=value (repeat).")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="hf[:REPO@REV] | synthetic[:N[:SIZE]] | kaggle:OWNER/SLUG | a folder (local backend)."
+        ),
+    ] = None,
+    gpu: Annotated[str, typer.Option("--gpu", help="Kaggle accelerator: t4x2 (2x T4).")] = "t4x2",
+    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Stop training after H hours.")] = None,
+    resume_from: Annotated[str | None, typer.Option("--resume-from", help="Continue this run's checkpoint.")] = None,
+    split_scheme: Annotated[
+        str | None, typer.Option("--split-scheme", help="official, chexnet or patient (default: the data's).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the run ends; exit 1 if it failed.")] = False,
+    as_json: JsonOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render the kernel folder only; push nothing.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Where --dry-run writes the kernel folder.")] = None,
+) -> None:
+    """Bundle the sources, render the kernel and start a training run; prints the run id."""
+    from chexvision.errors import BadInputError
+    from dispatch import runs
+
+    if dry_run and out is None:
+        raise BadInputError("--dry-run needs --out DIR", "e.g. --dry-run --out ./kernel")
+    request = runs.TrainRequest(
+        model=model,
+        backend=backend,
+        preset=preset,
+        overrides=tuple(overrides or ()),
+        data=data,
+        gpu=gpu,
+        time_budget=time_budget,
+        resume_from=resume_from,
+        split_scheme=split_scheme,
+    )
+    result = runs.dispatch_train(request, dry_run_out=out if dry_run else None)
+    err = _stderr()
+    if result.notice:
+        err.print(f"note: {result.notice}")
+    err.print(
+        f"bundle {result.bundle_size:,} bytes ({result.bundle_files} files, sha256 {result.bundle_sha256[:12]}); "
+        f"kernel script {result.script_size:,} bytes (Kaggle limit 1,000,000)"
+    )
+    if result.dry_run_dir is not None:
+        err.print(f"dry run: kernel folder written to {result.dry_run_dir}; nothing pushed")
+    else:
+        err.print(f"run {result.run_id} {result.status} on {result.backend} ({result.handle})")
+        err.print(f"next: chexvision status {result.run_id} --watch")
+    final = None
+    if wait and result.dry_run_dir is None:
+        for record in runs.watch_run(result.run_id):
+            final = record
+    if as_json:
+        payload = result.to_json()
+        if final is not None:
+            payload.update(status=str(final.status), failure_reason=final.failure_reason)
+        typer.echo(json.dumps(payload))
+    else:
+        typer.echo(result.run_id)
+    if final is not None and final.status.is_failure():
+        raise typer.Exit(1)
+
+
+def status(
+    run_id: Annotated[str | None, typer.Argument(help="One run's detail (default: a table of runs).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh with backoff until the run(s) end.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Runs and their status. Exit code: 0 complete or running, 1 error or cancelled, 3 backend unreachable."""
+    from dispatch import runs
+
+    if run_id is None:
+        records = runs.list_runs()
+        if watch:
+            records = _watch_all(records)
+        if as_json:
+            typer.echo(json.dumps([r.to_json() for r in records]))
+        elif not records:
+            _stderr().print("no runs yet — start one with `chexvision dispatch train --model densenet`")
+        else:
+            _print_table(records)
+        return
+    if watch:
+        err = _stderr()
+        last = None
+        for record in runs.watch_run(run_id):
+            if not as_json and (last is None or record.status != last.status):
+                err.print(
+                    f"{record.run_id}: {record.status}"
+                    + (f" — {record.failure_reason}" if record.failure_reason else "")
+                )
+            last = record
+        assert last is not None
+        record = last
+    else:
+        record = runs.get_run(run_id)
+    if as_json:
+        typer.echo(json.dumps(record.to_json()))
+    else:
+        _print_detail(record, runs.run_logs(run_id))
+    raise typer.Exit(_status_exit(record))
+
+
+def _watch_all(records: list[RunRecord]) -> list[RunRecord]:
+    import time
+
+    from dispatch import runs
+
+    interval = 2.0
+    while any(not r.status.is_terminal() for r in records):
+        time.sleep(interval)
+        interval = min(interval * 1.5, 60.0)
+        records = runs.list_runs()
+    return records
+
+
+def logs(
+    run_id: RunIdArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+) -> None:
+    """Print a run's log."""
+    from dispatch import runs
+
+    if follow:
+        for chunk in runs.follow_logs(run_id):
+            typer.echo(chunk, nl=False)
+    else:
+        typer.echo(runs.run_logs(run_id), nl=False)
+
+
+def cancel(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
+    """Stop a run (Kaggle: deletes the run's kernel version; local: terminates its process group)."""
+    from dispatch import runs
+
+    record = runs.cancel_run(run_id)
+    if as_json:
+        typer.echo(json.dumps(record.to_json()))
+    else:
+        _stderr().print(f"{record.run_id}: {record.status}")
+
+
+def fetch(
+    run: Annotated[str, typer.Option("--run", help="The run id to download.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Target folder (default $CHEXVISION_HOME/runs/<id>).")
+    ] = None,
+    no_publish: Annotated[
+        bool, typer.Option("--no-publish", help="Do not publish to the Hub (publishing is wired separately).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a finished run's outputs, verify the run directory and record it."""
+    from dispatch import runs
+
+    result = runs.fetch_run(run, out)
+    # Publishing to the Hub hooks in here (chexvision.hub); until then fetch never publishes.
+    _ = no_publish
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "run_dir": str(result.run_dir),
+                    "files": [str(f) for f in result.files],
+                    "missing_optional": result.missing_optional,
+                    "best_val_auc": result.best_val_auc,
+                }
+            )
+        )
+        return
+    err = _stderr()
+    err.print(f"{len(result.files)} files in {result.run_dir} — verified")
+    if result.missing_optional:
+        err.print(f"note: missing optional files: {', '.join(result.missing_optional)}")
+    typer.echo(str(result.run_dir))
+
+
+def register(app: typer.Typer, dispatch_app: typer.Typer) -> None:
+    """Add `status`, `logs`, `cancel`, `fetch` to the root `app` and `train` to `dispatch_app`."""
+    dispatch_app.command("train")(dispatch_train)
+    app.command("status")(status)
+    app.command("logs")(logs)
+    app.command("cancel")(cancel)
+    app.command("fetch")(fetch)

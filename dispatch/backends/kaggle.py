@@ -1,0 +1,374 @@
+"""The Kaggle backend: one private GPU script kernel per run, every call pinned to `owner/slug/N`.
+
+Built on the official client's request objects (kagglesdk) sent through `KaggleClient`, the one HTTP boundary.
+Kaggle has no stop: cancel deletes the kernel, which holds exactly one version because each run has its own slug.
+Push errors come back in the response's `.error`, not as exceptions; they are surfaced here. Only throttling
+(429) and server errors (5xx) are retried, with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from chexvision.errors import BadInputError, CheXVisionError
+from dispatch.backends.base import (
+    MARKER_NAME,
+    Backend,
+    LaunchRequest,
+    RemoteState,
+    kernel_slug,
+    kernel_title,
+    read_marker,
+)
+from dispatch.backends.kaggle_client import KaggleClient, credentials_configured
+from dispatch.errors import BackendUnavailableError, PushRejectedError
+from dispatch.registry import RunRecord, utcnow
+from dispatch.render import KAGGLE_SOURCE_LIMIT, KernelSpec, MetadataSpec, RenderedKernel
+from dispatch.status import RunStatus, from_kaggle
+
+__all__ = ["GPU_SHAPES", "KaggleBackend", "translate_error", "validate_metadata"]
+
+log = logging.getLogger(__name__)
+
+# --gpu name -> Kaggle machine_shape (NvidiaTeslaT4 is the 2xT4 machine).
+GPU_SHAPES = {"t4x2": "NvidiaTeslaT4"}
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 5
+OUTPUT_PAGE_SIZE = 50
+_QUOTA_WORDS = ("quota", "limit", "concurrent", "too many", "exceeded")
+
+
+def backoff_sleep(seconds: float) -> None:
+    """The pause between retries (module-level so tests can make it instant)."""
+    time.sleep(seconds)
+
+
+def translate_error(exc: BaseException, what: str) -> CheXVisionError:
+    """The chokepoint that turns client failures into typed errors (raise `translate_error(e, ...) from e`)."""
+    if isinstance(exc, CheXVisionError):
+        return exc
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403):
+        return BackendUnavailableError(
+            f"Kaggle refused {what} (HTTP {status})",
+            "check your Kaggle credentials (kaggle.json / KAGGLE_KEY) and that the kernel is yours",
+            status,
+        )
+    if status == 404:
+        return BadInputError(
+            f"Kaggle has no such kernel for {what} (HTTP 404)", "check the run id: `chexvision status`"
+        )
+    if status is not None:
+        return BackendUnavailableError(f"Kaggle failed {what} (HTTP {status})", "retry later", status)
+    if isinstance(exc, ValueError):
+        return BadInputError(f"Kaggle client refused {what}: {exc}")
+    return BackendUnavailableError(
+        f"could not reach Kaggle for {what}: {type(exc).__name__}: {exc}", "check the network and retry"
+    )
+
+
+def validate_metadata(meta: dict[str, Any], folder: Path) -> list[str]:
+    """Problems with kernel-metadata.json that Kaggle would reject or silently mishandle."""
+    from slugify import slugify  # python-slugify, a dependency of kaggle; the same function the client uses
+
+    problems: list[str] = []
+    kernel_id = str(meta.get("id", ""))
+    parts = kernel_id.split("/")
+    if len(parts) != 2 or not all(parts):
+        problems.append(f"id {kernel_id!r} is not owner/slug")
+    title = str(meta.get("title", ""))
+    if not 5 <= len(title) <= 50:
+        problems.append(f"title {title!r} must be 5-50 characters")
+    elif len(parts) == 2 and slugify(title) != parts[1]:
+        problems.append(f"title {title!r} does not slugify to {parts[1]!r}")
+    code = folder / str(meta.get("code_file", ""))
+    if not meta.get("code_file") or not code.is_file():
+        problems.append(f"code_file {meta.get('code_file')!r} not found in {folder}")
+    expected = {
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_internet": True,
+    }
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            problems.append(f"{key} must be {value!r}, not {meta.get(key)!r}")
+    if not meta.get("machine_shape"):
+        problems.append("machine_shape is not set")
+    return problems
+
+
+class KaggleBackend(Backend):
+    name = "kaggle"
+    max_active_runs = 2  # Kaggle runs at most two GPU sessions per account at once
+    source_limit = KAGGLE_SOURCE_LIMIT
+    cannot = frozenset({"local-data-dir"})
+
+    def __init__(self, client: Any = None, sleep: Callable[[float], None] | None = None) -> None:
+        self._client = client
+        self._sleep = sleep
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = KaggleClient()
+        return self._client
+
+    # --- the retrying call ----------------------------------------------------------------------------------
+    def _call(self, method: str, request: Any, what: str) -> Any:
+        delay = 2.0
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return getattr(self.client, method)(request)
+            except CheXVisionError:
+                raise
+            except Exception as exc:
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if status in RETRY_STATUS and attempt < MAX_ATTEMPTS:
+                    log.warning("Kaggle %s: HTTP %s, retrying in %.0f s", what, status, delay)
+                    (self._sleep or backoff_sleep)(delay)
+                    delay = min(delay * 2, 60.0)
+                    continue
+                raise translate_error(exc, what) from exc
+        raise AssertionError("unreachable")
+
+    # --- rendering --------------------------------------------------------------------------------------------
+    def owner(self) -> str:
+        name = self.client.username()
+        if not name:
+            raise BackendUnavailableError("could not tell the Kaggle user name", "set KAGGLE_USERNAME")
+        return str(name)
+
+    def _kernel_spec(self, request: LaunchRequest) -> KernelSpec:
+        resume = kernel_slug(request.parent.run_id) if request.parent else None
+        return dataclasses.replace(request.kernel, resume_source=resume)
+
+    def _metadata_spec(self, request: LaunchRequest) -> MetadataSpec:
+        run_id = request.record.run_id
+        if request.gpu not in GPU_SHAPES:
+            raise BadInputError(f"unknown GPU {request.gpu!r}", f"choose one of: {', '.join(GPU_SHAPES)}")
+        data = request.kernel.data
+        if data["kind"] == "dir":
+            raise BadInputError("a local data folder cannot be used on Kaggle", "use --data hf or kaggle:OWNER/SLUG")
+        datasets = [data["dataset"]] if data["kind"] == "kaggle" else []
+        kernels = []
+        if request.parent is not None:
+            if not request.parent.kaggle_handle:
+                raise BadInputError(f"run {request.parent.run_id} is not a Kaggle run", "resume a Kaggle run on Kaggle")
+            kernels = [request.parent.kaggle_handle]  # the parent's exact version
+        owner = self.owner() if credentials_configured() else "your-kaggle-username"
+        return MetadataSpec(
+            kernel_id=f"{owner}/{kernel_slug(run_id)}",
+            title=kernel_title(run_id),
+            machine_shape=GPU_SHAPES[request.gpu],
+            dataset_sources=datasets,
+            kernel_sources=kernels,
+        )
+
+    # --- launch ------------------------------------------------------------------------------------------------
+    def _preflight(self, rendered: RenderedKernel, request: LaunchRequest) -> None:
+        if not credentials_configured():
+            raise BackendUnavailableError(
+                "no Kaggle credentials configured", "put kaggle.json in ~/.kaggle or use --backend local"
+            )
+        meta = json.loads(rendered.metadata.read_text())
+        problems = validate_metadata(meta, rendered.folder)
+        if rendered.script_size >= KAGGLE_SOURCE_LIMIT:
+            problems.append(f"script is {rendered.script_size:,} bytes (limit {KAGGLE_SOURCE_LIMIT:,})")
+        if problems:
+            raise BadInputError(f"kernel metadata invalid: {'; '.join(problems)}", "this is a dispatch bug; report it")
+        self._check_gpu_quota()
+
+    def _check_gpu_quota(self) -> None:
+        from kagglesdk.kernels.types.kernels_api_service import ApiGetAcceleratorQuotaStatisticsRequest
+
+        try:
+            stats = self._call(
+                "get_accelerator_quota_statistics", ApiGetAcceleratorQuotaStatisticsRequest(), "the GPU quota query"
+            )
+        except BackendUnavailableError as exc:
+            if exc.status_code in (401, 403):
+                raise
+            log.warning("GPU quota unknown (%s); pushing anyway", exc.message)
+            return
+        quota = getattr(stats, "gpu_quota", None)
+        allowed = getattr(quota, "total_time_allowed", None)
+        if not isinstance(allowed, timedelta):
+            return  # the API did not tell
+        used = (getattr(quota, "time_used", None) or timedelta()) + (
+            getattr(quota, "time_reserved", None) or timedelta()
+        )
+        if used >= allowed:
+            raise BackendUnavailableError(
+                f"Kaggle GPU quota used up ({used} of {allowed})",
+                f"wait until {getattr(stats, 'quota_refresh_time', 'the weekly reset')} or use --backend local",
+            )
+
+    def _submit(self, rendered: RenderedKernel, request: LaunchRequest) -> dict[str, Any]:
+        from kagglesdk.kernels.types.kernels_api_service import ApiSaveKernelRequest
+
+        meta = json.loads(rendered.metadata.read_text())
+        push = ApiSaveKernelRequest()
+        push.slug = meta["id"]
+        push.new_title = meta["title"]
+        push.text = rendered.script.read_text(encoding="utf-8")
+        push.language = meta["language"]
+        push.kernel_type = meta["kernel_type"]
+        push.is_private = meta["is_private"]
+        push.enable_gpu = meta["enable_gpu"]
+        push.enable_tpu = meta["enable_tpu"]
+        push.enable_internet = meta["enable_internet"]
+        push.machine_shape = meta["machine_shape"]
+        push.dataset_data_sources = meta["dataset_sources"]
+        push.kernel_data_sources = meta["kernel_sources"]
+        push.competition_data_sources = meta["competition_sources"]
+        push.model_data_sources = meta["model_sources"]
+        push.category_ids = meta["keywords"]
+        response = self._call("save_kernel", push, "the kernel push")
+        self._raise_push_error(response)
+        owner, slug = meta["id"].split("/")
+        version = getattr(response, "version_number", None)
+        if not version:
+            raise BackendUnavailableError("Kaggle accepted the push but returned no version number", "retry")
+        return {
+            "status": RunStatus.QUEUED,
+            "kaggle_owner": owner,
+            "kaggle_slug": slug,
+            "kaggle_version": int(version),
+            "started_at": utcnow(),
+        }
+
+    @staticmethod
+    def _raise_push_error(response: Any) -> None:
+        error = getattr(response, "error", None)
+        invalid = {
+            name: getattr(response, f"invalid_{name}", None) or []
+            for name in ("dataset_sources", "kernel_sources", "model_sources", "competition_sources", "tags")
+        }
+        bad = {k: v for k, v in invalid.items() if v}
+        if bad:
+            detail = "; ".join(f"invalid {k.replace('_', ' ')}: {', '.join(map(str, v))}" for k, v in bad.items())
+            raise PushRejectedError(f"{error + '; ' if error else ''}{detail}", "check --data / --resume-from")
+        if error:
+            if any(word in str(error).lower() for word in _QUOTA_WORDS):
+                raise BackendUnavailableError(
+                    f"Kaggle rejected the kernel push: {error}", "wait for a running session to end or for quota"
+                )
+            raise PushRejectedError(str(error))
+
+    # --- pinned calls ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _pinned(record: RunRecord, request: Any) -> Any:
+        if not record.kaggle_handle:
+            raise BadInputError(f"run {record.run_id} has no Kaggle version yet", "it may still be submitting")
+        request.user_name = record.kaggle_owner
+        request.kernel_slug = record.kaggle_slug
+        request.version_label = f"v{record.kaggle_version}"  # the API wants v<N>; a bare number is a 404
+        return request
+
+    def _poll(self, record: RunRecord) -> RemoteState:
+        from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelSessionStatusRequest
+
+        response = self._call(
+            "get_kernel_session_status",
+            self._pinned(record, ApiGetKernelSessionStatusRequest()),
+            f"the status of {record.kaggle_handle}",
+        )
+        status = from_kaggle(response.status)
+        reason = getattr(response, "failure_message", None) or None
+        if status == RunStatus.ERROR and not reason:
+            reason = self._marker_reason(record)
+        return RemoteState(status, reason)
+
+    def _marker_reason(self, record: RunRecord) -> str | None:
+        """The reason the kernel wrote to its status marker (Kaggle often gives no failure message)."""
+        token = ""
+        while True:
+            page = self._output_page(record, token)
+            for item in getattr(page, "files", None) or []:
+                if item.file_name == MARKER_NAME:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        self._download_file(item.url, Path(tmp) / MARKER_NAME)
+                        marker = read_marker(Path(tmp))
+                    return str(marker.get("reason")) if marker and marker.get("reason") else None
+            token = getattr(page, "next_page_token", None) or ""
+            if not token:
+                return "the kernel failed before writing its status marker; see `chexvision logs`"
+
+    def _output_page(self, record: RunRecord, token: str) -> Any:
+        from kagglesdk.kernels.types.kernels_api_service import ApiListKernelSessionOutputRequest
+
+        request = self._pinned(record, ApiListKernelSessionOutputRequest())
+        request.page_size = OUTPUT_PAGE_SIZE
+        request.page_token = token
+        return self._call("list_kernel_session_output", request, f"the output of {record.kaggle_handle}")
+
+    def _logs(self, record: RunRecord) -> str:
+        return _log_text(getattr(self._output_page(record, ""), "log", None) or "")
+
+    def _cancel(self, record: RunRecord) -> RemoteState:
+        from kagglesdk.kernels.types.kernels_api_service import ApiDeleteKernelRequest
+
+        request = ApiDeleteKernelRequest()
+        request.user_name = record.kaggle_owner
+        request.kernel_slug = record.kaggle_slug  # the run's own kernel: its only version is N
+        with contextlib.suppress(BadInputError):  # already gone (404): cancelling twice converges
+            self._call("delete_kernel", request, f"the cancel of {record.kaggle_handle}")
+        return RemoteState(RunStatus.CANCELLED, "cancelled by the user (Kaggle kernel version deleted)")
+
+    def _download(self, record: RunRecord, dest: Path) -> list[Path]:
+        root = dest.resolve()
+        files: list[Path] = []
+        token = ""
+        log_text = None
+        while True:
+            page = self._output_page(record, token)
+            if log_text is None:
+                log_text = getattr(page, "log", None) or ""
+            for item in getattr(page, "files", None) or []:
+                target = (dest / item.file_name).resolve()
+                if not target.is_relative_to(root):
+                    raise BackendUnavailableError(f"Kaggle output name {item.file_name!r} escapes {dest}")
+                self._download_file(item.url, target)
+                files.append(target)
+            token = getattr(page, "next_page_token", None) or ""
+            if not token:
+                break
+        if log_text:
+            (dest / "kaggle-kernel.log").write_text(_log_text(log_text))
+        return files
+
+    def _download_file(self, url: str, target: Path) -> None:
+        if target.exists():
+            return  # complete from an earlier fetch
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        offset = partial.stat().st_size if partial.exists() else 0
+        try:
+            self.client.download(url, partial, offset)
+        except CheXVisionError:
+            raise
+        except Exception as exc:
+            raise translate_error(exc, f"the download of {target.name}") from exc
+        partial.replace(target)
+
+
+def _log_text(raw: str) -> str:
+    """Kaggle returns the log as a JSON list of {stream_name, time, data}; plain text passes through."""
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(entries, list):
+        return raw
+    return "".join(str(e.get("data", "")) for e in entries if isinstance(e, dict))

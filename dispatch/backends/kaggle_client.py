@@ -1,0 +1,118 @@
+"""The one object that talks HTTP to Kaggle. Tests substitute a fake with the same methods; all code above is real.
+
+The official `kaggle` package prints a banner and reads credentials when imported, so it is imported here only,
+inside `_api()`, with its output captured. Each method takes and returns the kagglesdk request/response objects
+(`kagglesdk.kernels.types.kernels_api_service`), exactly what `KaggleApi.kernels_*` send, so the request fields
+built by `dispatch.backends.kaggle` are the ones that go over the wire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dispatch.errors import BackendUnavailableError
+
+__all__ = ["KaggleClient", "credentials_configured", "kaggle_config_dir"]
+
+
+def kaggle_config_dir() -> Path:
+    return Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
+
+
+def credentials_configured() -> bool:
+    """Whether Kaggle credentials are set up, by the same sources the client reads; never imports it."""
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return True
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return True
+    folder = kaggle_config_dir()
+    return (folder / "kaggle.json").is_file() or (folder / "access_token").is_file()
+
+
+def configured_username() -> str | None:
+    """The user name from the environment or kaggle.json (access tokens need the client to resolve it)."""
+    if os.environ.get("KAGGLE_USERNAME"):
+        return os.environ["KAGGLE_USERNAME"]
+    try:
+        data = json.loads((kaggle_config_dir() / "kaggle.json").read_text())
+    except (OSError, ValueError):
+        return None
+    name = data.get("username") if isinstance(data, dict) else None
+    return str(name) if name else None
+
+
+class KaggleClient:
+    """Thin adapter over `kaggle.api.kaggle_api_extended.KaggleApi` and its kagglesdk kernels client."""
+
+    def __init__(self) -> None:
+        self._kaggle: Any = None
+
+    def _api(self) -> Any:
+        if self._kaggle is None:
+            if not credentials_configured():
+                raise BackendUnavailableError(
+                    "no Kaggle credentials configured",
+                    f"put kaggle.json in {kaggle_config_dir()} or set KAGGLE_USERNAME and KAGGLE_KEY",
+                )
+            sink = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                    from kaggle.api.kaggle_api_extended import KaggleApi
+
+                    api = KaggleApi()
+                    api.authenticate()
+            except SystemExit:  # authenticate() calls exit(1) when no method works
+                raise BackendUnavailableError(
+                    "Kaggle rejected the configured credentials", "check kaggle.json / KAGGLE_KEY"
+                ) from None
+            self._kaggle = api
+        return self._kaggle
+
+    @contextlib.contextmanager
+    def _kernels(self) -> Iterator[Any]:
+        with self._api().build_kaggle_client() as kaggle:
+            yield kaggle.kernels.kernels_api_client
+
+    def username(self) -> str:
+        name = configured_username()
+        if name:
+            return name
+        return str(self._api().config_values.get("username") or "")
+
+    def save_kernel(self, request: Any) -> Any:
+        with self._kernels() as kernels:
+            return kernels.save_kernel(request)
+
+    def get_kernel_session_status(self, request: Any) -> Any:
+        with self._kernels() as kernels:
+            return kernels.get_kernel_session_status(request)
+
+    def list_kernel_session_output(self, request: Any) -> Any:
+        with self._kernels() as kernels:
+            return kernels.list_kernel_session_output(request)
+
+    def delete_kernel(self, request: Any) -> Any:
+        with self._kernels() as kernels:
+            return kernels.delete_kernel(request)
+
+    def get_accelerator_quota_statistics(self, request: Any) -> Any:
+        with self._kernels() as kernels:
+            return kernels.get_accelerator_quota_statistics(request)
+
+    def download(self, url: str, dest: Path, offset: int = 0) -> None:
+        """Append the bytes of `url` from `offset` to `dest` (a `.part` file); restart if ranges are refused."""
+        import requests
+
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with requests.get(url, stream=True, timeout=300, headers=headers) as response:
+            response.raise_for_status()
+            mode = "ab" if offset and response.status_code == 206 else "wb"
+            with open(dest, mode) as out:
+                for chunk in response.iter_content(chunk_size=1 << 20):
+                    out.write(chunk)

@@ -1,0 +1,94 @@
+"""The source bundle: deterministic, only what the kernel needs, and never a secret."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import dispatch.runs as runs
+from chexvision.cli.main import app
+from dispatch.bundle import build_bundle, bundle_files, repo_root
+from dispatch.errors import SecretFoundError
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the real chexvision package (so secrets can be planted without touching the repo)."""
+    root = tmp_path / "tree"
+    shutil.copytree(
+        repo_root() / "chexvision",
+        root / "chexvision",
+        ignore=shutil.ignore_patterns("__pycache__", "Data_Entry*", "BBox*", "*train_val*"),
+    )
+    return root
+
+
+def test_same_tree_same_sha(tree: Path) -> None:
+    first = build_bundle(tree)
+    for path in tree.rglob("*.py"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))  # timestamps must not matter
+    second = build_bundle(tree)
+    assert first.sha256 == second.sha256 and first.data == second.data
+    assert list(first.files) == sorted(first.files)
+
+
+def test_real_bundle_holds_only_what_the_kernel_needs() -> None:
+    bundle = build_bundle()
+    names = set(zipfile.ZipFile(io.BytesIO(bundle.data)).namelist())
+    assert "chexvision/__main__.py" in names and "chexvision/cli/main.py" in names
+    assert "chexvision/data/resources/official_test.txt.gz" in names
+    resources = {n for n in names if n.startswith("chexvision/data/resources/")}
+    assert resources == {"chexvision/data/resources/official_test.txt.gz"}
+    assert not any(part in n for n in names for part in ("__pycache__", ".pyc", "tests/", ".git/", ".env"))
+    assert not any(n.startswith(("dispatch/", "kernels/", "tests/")) for n in names)
+    assert bundle.size < 700_000  # base64 adds a third: must stay well under Kaggle's 1 MB
+
+
+def test_chexnet_lists_only_for_the_chexnet_scheme() -> None:
+    names = bundle_files(repo_root(), split_scheme="chexnet")
+    assert "chexvision/data/resources/chexnet_train.txt.gz" in names
+    assert "chexvision/data/resources/Data_Entry_2017_v2020.csv.gz" not in names
+    assert "chexvision/data/resources/official_train_val.txt.gz" not in names
+    assert "chexvision/data/resources/BBox_List_2017.csv.gz" not in names
+
+
+def test_caches_and_binaries_excluded(tree: Path) -> None:
+    (tree / "chexvision" / "__pycache__").mkdir(exist_ok=True)
+    (tree / "chexvision" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (tree / "chexvision" / "weights.safetensors").write_bytes(b"\0")
+    names = bundle_files(tree)
+    assert not any("__pycache__" in n or n.endswith(".safetensors") for n in names)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "what"),
+    [
+        ("kaggle.json", '{"username": "a", "key": "b"}', "Kaggle API credentials"),
+        (".env", "X=1", "a dotenv file"),
+        ("settings.py", "TOKEN = 'hf_" + "a" * 34 + "'", "a Hugging Face token"),
+        ("key.txt", "-----BEGIN RSA " + "PRIVATE KEY-----\nabc", "a private key"),
+        ("conf.py", 'cfg = {"key": "' + "0123456789abcdef" * 2 + '"}', "a Kaggle API key"),
+    ],
+)
+def test_secret_refused_naming_the_file(tree: Path, name: str, content: str, what: str) -> None:
+    (tree / "chexvision" / "data" / name).write_text(content)
+    with pytest.raises(SecretFoundError) as info:
+        build_bundle(tree)
+    assert info.value.path == f"chexvision/data/{name}" and info.value.what == what
+
+
+def test_secret_refusal_exits_2_from_the_cli(tree: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tree / "chexvision" / "kaggle.json").write_text("{}")
+    monkeypatch.setattr(runs, "repo_root", lambda: tree)
+    out = CliRunner().invoke(
+        app,
+        ["dispatch", "train", "--model", "densenet", "--backend", "local", "--dry-run", "--out", str(tmp_path / "k")],
+    )
+    assert out.exit_code == 2
+    assert "refusing to bundle chexvision/kaggle.json" in out.stderr
