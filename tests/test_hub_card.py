@@ -1,0 +1,170 @@
+"""Model card: YAML metadata parsed back by huggingface_hub, Markdown that renders, a training-curves PNG.
+
+`make_run_dir` (a tiny real model + the run-dir JSON files of DESIGN §4) is shared with test_hub_publish.py and
+test_predict.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huggingface_hub import ModelCard
+
+from chexvision.errors import BadInputError
+from chexvision.hub.card import plot_training_curves, read_run, render_card
+from chexvision.labels import LABELS
+
+DATASET = {
+    "source": "hf",
+    "repo_id": "arudaev/chest-xray-14-320",
+    "revision": "44443e6ee968b3c6094b63f14a27698c40b50680",
+    "split_scheme": "official",
+    "counts": {"train": 70, "val": 10, "test": 20},
+}
+
+
+def _split_metrics(base: float) -> dict[str, Any]:
+    per_class: dict[str, float | None] = {label: round(base + i / 100, 4) for i, label in enumerate(LABELS)}
+    per_class["Hernia"] = None  # no positive case in a small split
+    return {"macro_auc": base, "binary_auc": base + 0.05, "binary_f1": base - 0.1, "per_class_auc": per_class}
+
+
+def make_run_dir(
+    path: Path,
+    *,
+    run_id: str = "densenet-20261126-0912-3fa1",
+    model: str = "densenet",
+    seed: int = 0,
+    pretrained: bool = False,
+    test_metrics: bool = False,
+    split_scheme: str = "official",
+) -> Path:
+    """A run directory as training writes it, around a tiny randomly initialised model."""
+    import torch
+    from safetensors.torch import save_file
+
+    from chexvision.models import create_model, tiny_kwargs
+
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    net = create_model(model, **tiny_kwargs(model))
+    with torch.no_grad():  # a non-trivial binary head so outputs depend on the input
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path / "model.safetensors"))
+    config = {
+        "model": {**net.model_cfg, "pretrained": pretrained, "weights": None},
+        "data": {"size": 64, "mean": 0.449, "std": 0.226, "split_scheme": split_scheme, "clahe": False},
+        "optim": {"lr": 0.001, "weight_decay": 0.01, "betas": [0.9, 0.999]},
+        "schedule": {"epochs": 3, "patience": 15},
+        "seed": seed,
+        "preset": "smoke",
+    }
+    epochs = [
+        {
+            "epoch": e, "phase": 2, "lr": 1e-3, "train_loss": 1.0 / e, "val_loss": 1.1 / e,
+            "val_macro_auc": 0.6 + e / 20, "val_binary_auc": 0.65 + e / 20, "val_binary_f1": 0.5 + e / 30,
+            "val_per_class_auc": {label: 0.7 for label in LABELS}, "seconds": 1.5, "images_per_second": 100.0,
+        }
+        for e in (1, 2, 3)
+    ]  # fmt: skip
+    metrics: dict[str, Any] = {"split_scheme": split_scheme, "val": {**_split_metrics(0.75), "epoch": 3}}
+    if test_metrics:
+        metrics["test"] = _split_metrics(0.72)
+    run = {
+        "run_id": run_id, "model": model, "preset": "smoke", "status": "complete",
+        "started_at": "2026-11-26T09:12:00Z", "finished_at": "2026-11-26T09:20:00Z", "git_sha": "abc1234",
+        "bundle_sha256": None, "dataset": {**DATASET, "split_scheme": split_scheme},
+        "env": {"python": "3.11", "torch": "2.14", "cuda": None, "gpus": []},
+    }  # fmt: skip
+    history = {"epochs": epochs, "best_epoch": 3, "best_val_macro_auc": 0.75}
+    for name, data in (("config", config), ("history", history), ("metrics", metrics), ("run", run)):
+        (path / f"{name}.json").write_text(json.dumps(data, indent=2))
+    (path / "last.ckpt").write_bytes(b"not published")
+    return path
+
+
+def _results(card: ModelCard) -> dict[tuple[str, str], float]:
+    """(split, metric config/type) -> value, from the parsed model-index."""
+    out = {}
+    for r in card.data.eval_results or []:
+        out[(r.dataset_split, f"{r.metric_type}:{r.metric_config}")] = r.metric_value
+    return out
+
+
+def _expected(metrics: dict[str, Any]) -> dict[tuple[str, str], float]:
+    out = {}
+    for key, split in (("val", "validation"), ("test", "test")):
+        if key in metrics:
+            m = metrics[key]
+            out[(split, "roc_auc:macro")] = m["macro_auc"]
+            out[(split, "roc_auc:binary")] = m["binary_auc"]
+            out[(split, "f1:binary")] = m["binary_f1"]
+    return out
+
+
+@pytest.mark.parametrize("with_test", [False, True])
+def test_card_yaml_parses_back_with_eval_results_equal_to_metrics(tmp_path: Path, with_test: bool) -> None:
+    run_dir = make_run_dir(tmp_path / "run", test_metrics=with_test)
+    text = render_card(read_run(run_dir), repo_id="me/chexvision-densenet", revision="densenet-20261126-0912-3fa1")
+    card = ModelCard(text)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert _results(card) == _expected(metrics)
+    data = card.data
+    assert data.license == "apache-2.0"
+    assert data.pipeline_tag == "image-classification"
+    assert data.datasets == ["arudaev/chest-xray-14-320"]
+    assert data.base_model is None  # trained from scratch
+    for r in data.eval_results:
+        assert r.dataset_revision == DATASET["revision"]
+        assert r.dataset_config == "official" and "official split" in r.dataset_name
+        assert r.dataset_args == {"split_scheme": "official"}
+    assert "| Hernia | n/a | n/a |" in text  # no positive case; not evaluated on test
+
+
+def test_pretrained_densenet_names_its_base_model(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path / "run", pretrained=True, split_scheme="chexnet")
+    card = ModelCard(render_card(read_run(run_dir), repo_id="me/x", revision="r1"))
+    assert card.data.base_model == "timm/densenet121.tv_in1k"
+    # the reference table marks only the CheXNet number as comparable with a chexnet-split run
+    rows = [line for line in card.text.splitlines() if line.startswith("| ") and "Macro AUC" not in line]
+    comparable = [row for row in rows if row.rstrip(" |").endswith("yes, on the test split")]
+    assert len(comparable) == 1 and "0.841" in comparable[0]
+    assert "LEAKS" in card.text
+
+
+def test_card_markdown_renders(tmp_path: Path) -> None:
+    from markdown_it import MarkdownIt
+
+    run_dir = make_run_dir(tmp_path / "run", test_metrics=True)
+    text = render_card(read_run(run_dir), repo_id="me/chexvision-densenet", revision="tag1")
+    body = ModelCard(text).text
+    html = MarkdownIt("commonmark").enable("table").render(body)
+    assert html.count("<table>") == 5  # overview, results, per-class, references, config
+    assert '<img src="training_curves.png"' in html
+    assert "chexvision predict chest.png --model me/chexvision-densenet@tag1" in body
+    assert "Not for clinical use" in body
+    assert "None" not in body and "{{" not in body and "{%" not in body
+    for label in LABELS:
+        assert f"<td>{label}</td>" in html
+
+
+def test_training_curves_png_is_written_and_deterministic(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path / "run")
+    history = json.loads((run_dir / "history.json").read_text())
+    a = plot_training_curves(history, tmp_path / "a.png")
+    b = plot_training_curves(history, tmp_path / "b.png")
+    assert a is not None and b is not None
+    assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert a.read_bytes() == b.read_bytes()  # republishing the same run must not change the repo
+    assert plot_training_curves({"epochs": []}, tmp_path / "c.png") is None
+
+
+def test_incomplete_run_dir_is_a_bad_input_naming_the_file(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path / "run")
+    (run_dir / "model.safetensors").unlink()
+    with pytest.raises(BadInputError, match=r"model\.safetensors"):
+        read_run(run_dir)
