@@ -303,9 +303,7 @@ def _read_metadata_columns(path: Path) -> tuple[list[str], pa.Table]:
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowInvalid) as exc:
-        raise BadInputError(
-            f"unreadable Parquet shard {path}: {exc}", "re-download or rebuild that shard"
-        ) from exc
+        raise BadInputError(f"unreadable Parquet shard {path}: {exc}", "re-download or rebuild that shard") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
     if missing:
         raise BadInputError(

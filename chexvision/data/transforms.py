@@ -1,0 +1,297 @@
+"""Training augmentations for chest X-rays, CPU path (cv2/numpy, one uint8 image per call, in workers).
+
+The augmentations are the original CheXVision ones: CLAHE, horizontal flip, rotation +-15 deg, affine
+translate/scale/shear, brightness/contrast jitter, Gaussian blur and random erasing, then normalisation with
+mean 0.449 / std 0.226 (the ImageNet mean/std averaged over RGB; models take one channel). The batched GPU
+path (`chexvision.data.gpu_transforms`) draws the same parameters from the same `AugConfig` and applies the
+same geometry.
+
+Why the CPU path is fast (the original ran eight torchvision v1 transforms on RGB PIL images):
+
+- all geometry (flip, rotation, translation, scale, shear) is composed into ONE 2x3 matrix and applied with
+  ONE `cv2.warpAffine` on the uint8 image (bilinear, black border like torchvision's fill=0): one resampling
+  instead of three, so also less blur from repeated interpolation;
+- brightness, contrast, the clamps between them and the normalisation are pointwise, so they collapse into
+  ONE 256-entry float32 look-up table applied by `cv2.LUT` (uint8 in, normalised float32 out); the contrast
+  mean comes from the 256-bin histogram;
+- the Gaussian blur (linear, so it commutes with the normalisation) and erasing run on the float image.
+
+CLAHE is deterministic, so it is not a per-epoch augmentation: `chexvision data build` applies it once when
+it writes the shards and records `"clahe": true` in `dataset.json`. Data sets that do not say so (the
+published HF shards, folders without `dataset.json`) get CLAHE at decode time in the worker (about 1 ms per
+320 px image with cv2) when `AugConfig.clahe` asks: `"auto"` (default) applies it when `dataset.json` does
+not say it was applied and the source is not synthetic (synthetic images are drawn with X-ray contrast
+already); `"always"` / `"never"` force the choice. CLAHE runs on the gray channel; the original ran it on the
+L channel of LAB from an RGB copy of the gray image, which for gray input differs only by the L* tone curve.
+Validation and test images get the same CLAHE decision and no augmentation.
+
+Deliberate differences from the original torchvision v1 pipeline: one resampling instead of three; blur
+kernels reach 3 sigma instead of a fixed 3x3; jitter is brightness then contrast (ColorJitter picks a random
+order of the two).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CLAHE_MODES",
+    "MEAN",
+    "PIPELINES",
+    "STD",
+    "AugConfig",
+    "AugParams",
+    "CpuTrainTransform",
+    "affine_matrix",
+    "apply_clahe",
+    "augment_cpu",
+    "blur_kernel_radius",
+    "normalize_cpu",
+    "resize_to",
+    "resolve_clahe",
+    "sample_params",
+]
+
+MEAN = 0.449  # ImageNet mean averaged over R, G, B; intensities in [0, 1]
+STD = 0.226  # ImageNet std averaged over R, G, B
+CLAHE_MODES = ("auto", "always", "never")
+PIPELINES = ("auto", "cpu", "gpu")
+
+
+@dataclass
+class AugConfig:
+    """Training augmentation settings (embedded in the engine config; names stable, values JSON-able)."""
+
+    enabled: bool = True  # False: training images get the eval transform (resize + normalise) only
+    pipeline: str = "auto"  # where augmentation runs: "auto" (gpu on a CUDA device) | "cpu" | "gpu"
+    clahe: str = "auto"  # "auto" (unless dataset.json says applied, or synthetic) | "always" | "never"
+    clahe_clip: float = 2.0  # CLAHE clip limit (OpenCV units: multiples of the mean histogram bin)
+    clahe_grid: int = 8  # CLAHE tiles per image side
+    flip_p: float = 0.5  # probability of a horizontal flip
+    rotate_deg: float = 15.0  # rotation angle uniform in [-rotate_deg, +rotate_deg], degrees
+    translate: float = 0.05  # shift uniform in [-translate, +translate] x image side, per axis (fraction)
+    scale: tuple[float, float] = (0.9, 1.1)  # zoom factor uniform in this range (1.0 = unchanged)
+    shear_deg: float = 5.0  # x-shear angle uniform in [-shear_deg, +shear_deg], degrees
+    brightness: float = 0.2  # intensity factor uniform in [1 - brightness, 1 + brightness]
+    contrast: float = 0.2  # factor uniform in [1 - contrast, 1 + contrast] (blend with the image mean)
+    blur_p: float = 0.2  # probability of a Gaussian blur
+    blur_sigma: tuple[float, float] = (0.1, 1.0)  # blur sigma uniform in this range, pixels (training size)
+    erase_p: float = 0.25  # probability of erasing one rectangle (set to 0 after normalisation = the mean)
+    erase_scale: tuple[float, float] = (0.02, 0.1)  # erased area, fraction of the image area
+    erase_ratio: tuple[float, float] = (0.3, 3.3)  # erased aspect ratio (height / width), log-uniform
+
+    def __post_init__(self) -> None:
+        # JSON and TOML give lists; keep tuples so configs compare equal after a round trip.
+        for name in ("scale", "blur_sigma", "erase_scale", "erase_ratio"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 2 or value[0] > value[1]:
+                raise ValueError(f"aug.{name} must be a (low, high) pair with low <= high, got {value}")
+            setattr(self, name, value)
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"aug.pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
+        if self.clahe not in CLAHE_MODES:
+            raise ValueError(f"aug.clahe must be one of {CLAHE_MODES}, got {self.clahe!r}")
+        for name in ("flip_p", "blur_p", "erase_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"aug.{name} must be a probability in [0, 1]")
+        if not (0.0 <= self.brightness < 1.0 and 0.0 <= self.contrast < 1.0):
+            raise ValueError("aug.brightness and aug.contrast must be in [0, 1)")
+        if self.scale[0] <= 0 or self.blur_sigma[0] <= 0 or self.erase_ratio[0] <= 0:
+            raise ValueError("aug.scale, aug.blur_sigma and aug.erase_ratio must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AugConfig:
+        """Build from a dict; an unknown key is an error (a typo must not silently do nothing)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown aug key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(data))
+
+    @classmethod
+    def identity(cls) -> AugConfig:
+        """A config whose every draw is the identity (tests; a base for switching single ops on)."""
+        return cls(
+            flip_p=0.0, rotate_deg=0.0, translate=0.0, scale=(1.0, 1.0), shear_deg=0.0, brightness=0.0,
+            contrast=0.0, blur_p=0.0, erase_p=0.0,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AugParams:
+    """One sample's drawn augmentation; the default is the identity."""
+
+    flip: bool = False
+    angle: float = 0.0  # degrees
+    translate: tuple[float, float] = (0.0, 0.0)  # (x, y) in pixels
+    scale: float = 1.0
+    shear: float = 0.0  # x-shear, degrees
+    brightness: float = 1.0  # intensity factor
+    contrast: float = 1.0  # blend factor with the image mean
+    blur_sigma: float = 0.0  # pixels; 0 = no blur
+    erase: tuple[int, int, int, int] | None = None  # (top, left, height, width) in pixels, or no erasing
+
+
+def sample_params(cfg: AugConfig, rng: np.random.Generator, height: int, width: int) -> AugParams:
+    """Draw one sample's augmentation parameters."""
+    u = rng.random(12)
+    erase = None
+    if u[9] < cfg.erase_p:
+        eh, ew = _erase_size(cfg, float(u[10]), float(u[11]), height, width)
+        top, left = int(rng.integers(0, height - eh + 1)), int(rng.integers(0, width - ew + 1))
+        erase = (top, left, eh, ew)
+    return AugParams(
+        flip=bool(u[0] < cfg.flip_p),
+        angle=_between(u[1], -cfg.rotate_deg, cfg.rotate_deg),
+        translate=(
+            _between(u[2], -cfg.translate, cfg.translate) * width,
+            _between(u[3], -cfg.translate, cfg.translate) * height,
+        ),
+        scale=_between(u[4], *cfg.scale),
+        shear=_between(u[5], -cfg.shear_deg, cfg.shear_deg),
+        brightness=_between(u[6], 1.0 - cfg.brightness, 1.0 + cfg.brightness),
+        contrast=_between(u[7], 1.0 - cfg.contrast, 1.0 + cfg.contrast),
+        blur_sigma=_between(rng.random(), *cfg.blur_sigma) if u[8] < cfg.blur_p else 0.0,
+        erase=erase,
+    )
+
+
+def _between(u: float, low: float, high: float) -> float:
+    return float(low + (high - low) * u)
+
+
+def _erase_size(cfg: AugConfig, u_area: float, u_ratio: float, height: int, width: int) -> tuple[int, int]:
+    area = _between(u_area, *cfg.erase_scale) * height * width
+    log_lo, log_hi = math.log(cfg.erase_ratio[0]), math.log(cfg.erase_ratio[1])
+    ratio = math.exp(_between(u_ratio, log_lo, log_hi))
+    eh = min(max(round(math.sqrt(area * ratio)), 1), height)
+    ew = min(max(round(math.sqrt(area / ratio)), 1), width)
+    return eh, ew
+
+
+def affine_matrix(params: AugParams, height: int, width: int) -> np.ndarray:
+    """Forward 3x3 matrix (source pixel -> output pixel, pixel centres at integers) of all the geometry.
+
+    Order: flip, then scale, shear, rotation about the image centre, then translation.
+    """
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    flip = np.eye(3)
+    if params.flip:
+        flip[0, 0], flip[0, 2] = -1.0, width - 1.0
+    a, s = math.radians(params.angle), math.tan(math.radians(params.shear))
+    rot = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    shear = np.array([[1.0, s, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    scale = np.diag([params.scale, params.scale, 1.0])
+    to_origin = np.array([[1.0, 0.0, -cx], [0.0, 1.0, -cy], [0.0, 0.0, 1.0]])
+    tx, ty = params.translate
+    back = np.array([[1.0, 0.0, cx + tx], [0.0, 1.0, cy + ty], [0.0, 0.0, 1.0]])
+    return back @ rot @ shear @ scale @ to_origin @ flip
+
+
+def blur_kernel_radius(sigma: float) -> int:
+    """Gaussian kernel half-width used by both paths: 3 sigma, at least 1."""
+    return max(1, math.ceil(3.0 * sigma))
+
+
+def _jitter_normalize_lut(img: np.ndarray, brightness: float, contrast: float, mean: float, std: float) -> np.ndarray:
+    """256-entry float32 LUT: brightness (clamped), contrast about the image mean (clamped), normalisation."""
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    bright = np.clip(levels * brightness, 0.0, 1.0)
+    if contrast != 1.0:
+        import cv2
+
+        if brightness <= 1.0:  # no clamping: the mean scales with the brightness
+            img_mean = float(cv2.mean(img)[0]) / 255.0 * brightness
+        else:
+            hist = cv2.calcHist([img], [0], None, [256], [0, 256]).ravel().astype(np.float64)
+            img_mean = float(hist @ bright) / max(float(hist.sum()), 1.0)
+        bright = np.clip(contrast * bright + (1.0 - contrast) * img_mean, 0.0, 1.0)
+    return ((bright - mean) / std).astype(np.float32)
+
+
+@functools.cache
+def _normalize_lut(mean: float, std: float) -> np.ndarray:
+    return ((np.arange(256, dtype=np.float64) / 255.0 - mean) / std).astype(np.float32)
+
+
+def normalize_cpu(img: np.ndarray, mean: float = MEAN, std: float = STD) -> np.ndarray:
+    """uint8 HxW -> float32 HxW, (x/255 - mean) / std (the eval transform, after any resize)."""
+    import cv2
+
+    return cv2.LUT(img, _normalize_lut(mean, std))
+
+
+def augment_cpu(img: np.ndarray, params: AugParams, mean: float = MEAN, std: float = STD) -> np.ndarray:
+    """Apply one sample's augmentation to a uint8 HxW image; returns the normalised float32 HxW image."""
+    import cv2
+
+    height, width = img.shape
+    p = params
+    if p.flip or p.angle or p.scale != 1.0 or p.shear or p.translate != (0.0, 0.0):
+        matrix = affine_matrix(params, height, width)
+        img = cv2.warpAffine(img, matrix[:2], (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if params.brightness == 1.0 and params.contrast == 1.0:
+        out = cv2.LUT(img, _normalize_lut(mean, std))
+    else:
+        out = cv2.LUT(img, _jitter_normalize_lut(img, params.brightness, params.contrast, mean, std))
+    if params.blur_sigma > 0:
+        k = 2 * blur_kernel_radius(params.blur_sigma) + 1
+        out = cv2.GaussianBlur(out, (k, k), params.blur_sigma, borderType=cv2.BORDER_REFLECT_101)
+    if params.erase is not None:
+        top, left, eh, ew = params.erase
+        out[top : top + eh, left : left + ew] = 0.0
+    return out
+
+
+class CpuTrainTransform:
+    """Callable `(uint8 HxW, rng) -> normalised float32 HxW` drawing fresh parameters per call."""
+
+    def __init__(self, cfg: AugConfig, mean: float = MEAN, std: float = STD) -> None:
+        self.cfg, self.mean, self.std = cfg, mean, std
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not self.cfg.enabled:
+            return normalize_cpu(img, self.mean, self.std)
+        params = sample_params(self.cfg, rng, *img.shape)
+        return augment_cpu(img, params, self.mean, self.std)
+
+
+@functools.cache
+def _clahe(clip: float, grid: int) -> Any:
+    import cv2
+
+    return cv2.createCLAHE(clipLimit=clip, tileGridSize=(grid, grid))
+
+
+def apply_clahe(img: np.ndarray, clip: float = 2.0, grid: int = 8) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation of a uint8 HxW image (deterministic)."""
+    return _clahe(float(clip), int(grid)).apply(img)
+
+
+def resolve_clahe(mode: str, dataset_meta: Mapping[str, Any] | None) -> bool:
+    """Whether the loader must apply CLAHE at decode time (see the module docstring for the rule)."""
+    if mode not in CLAHE_MODES:
+        raise ValueError(f"clahe must be one of {CLAHE_MODES}, got {mode!r}")
+    if mode != "auto":
+        return mode == "always"
+    meta = dataset_meta or {}
+    return not bool(meta.get("clahe", False)) and meta.get("source") != "synthetic"
+
+
+def resize_to(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 HxW to size x size with INTER_AREA (the filter for downscaling), unless it already is."""
+    if img.shape == (size, size):
+        return img
+    import cv2
+
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,162 @@
+"""Augmentations: CPU path (cv2) and batched GPU path (torch, tested on CPU tensors; one test on CUDA)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from chexvision.data.gpu_transforms import (
+    GpuAugment,
+    gpu_augment,
+    gpu_normalize,
+    identity_gpu_params,
+    params_from_cpu,
+    sample_gpu_params,
+)
+from chexvision.data.transforms import (
+    MEAN,
+    STD,
+    AugConfig,
+    AugParams,
+    CpuTrainTransform,
+    apply_clahe,
+    augment_cpu,
+    normalize_cpu,
+    resize_to,
+    resolve_clahe,
+    sample_params,
+)
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    """A structured uint8 image (gradient, texture, a bright block): every op changes it visibly."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    img = 100 + 50 * np.sin(xx / 4.0) * np.cos(yy / 6.0) + xx * 0.8
+    img[8:20, 5:18] = 250
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def _valid(out: np.ndarray | torch.Tensor, shape: tuple[int, ...]) -> None:
+    out = torch.as_tensor(out)
+    assert out.shape == shape
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert float(out.std()) > 0.05  # not constant
+
+
+def test_aug_config_round_trips_through_json() -> None:
+    cfg = AugConfig(flip_p=0.3, scale=(0.8, 1.2))
+    again = AugConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert again.scale == (0.8, 1.2)
+
+
+@pytest.mark.parametrize("bad", [{"flip_pp": 0.5}, {"scale": (1.2, 0.8)}, {"flip_p": 2.0}, {"clahe": "maybe"}])
+def test_aug_config_rejects_bad_values(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        AugConfig.from_dict(bad)
+
+
+def test_cpu_augment_gives_valid_varied_images(image: np.ndarray) -> None:
+    transform = CpuTrainTransform(AugConfig())
+    rng = np.random.default_rng(0)
+    outs = [transform(image, rng) for _ in range(8)]
+    for out in outs:
+        _valid(out, (SIZE, SIZE))
+    assert not np.allclose(outs[0], outs[1])
+
+
+def test_cpu_identity_params_give_back_the_input(image: np.ndarray) -> None:
+    out = augment_cpu(image, AugParams())
+    expected = (image.astype(np.float32) / 255.0 - MEAN) / STD
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_allclose(normalize_cpu(image), expected, atol=1e-5)
+
+
+def test_cpu_flip_mirrors_exactly(image: np.ndarray) -> None:
+    out = augment_cpu(image, AugParams(flip=True))
+    np.testing.assert_allclose(out, normalize_cpu(image)[:, ::-1], atol=1e-5)
+
+
+def test_cpu_brightness_and_erasing(image: np.ndarray) -> None:
+    brighter = augment_cpu(image, AugParams(brightness=1.2))
+    assert brighter.mean() > normalize_cpu(image).mean()
+    erased = augment_cpu(image, AugParams(erase=(4, 6, 10, 12)))
+    assert np.all(erased[4:14, 6:18] == 0.0)
+    assert np.any(erased[20:] != 0.0)
+
+
+def test_identity_config_draws_identity(image: np.ndarray) -> None:
+    rng = np.random.default_rng(1)
+    params = sample_params(AugConfig.identity(), rng, SIZE, SIZE)
+    np.testing.assert_allclose(augment_cpu(image, params), normalize_cpu(image), atol=1e-5)
+
+
+def test_gpu_path_on_cpu_tensors_gives_valid_per_sample_images(image: np.ndarray) -> None:
+    batch = torch.from_numpy(np.stack([image] * 6)).unsqueeze(1)
+    gen = torch.Generator().manual_seed(0)
+    out = GpuAugment(AugConfig())(batch, gen)
+    _valid(out, (6, 1, SIZE, SIZE))
+    assert not torch.allclose(out[0], out[1])  # per-sample parameters, same input
+
+
+def test_gpu_identity_params_give_back_the_input(image: np.ndarray) -> None:
+    batch = torch.from_numpy(np.stack([image] * 2)).unsqueeze(1)
+    out = gpu_augment(batch, identity_gpu_params(2, torch.device("cpu")), max_blur_sigma=1.0)
+    torch.testing.assert_close(out, gpu_normalize(batch), atol=1e-4, rtol=0)
+    expected = torch.from_numpy(normalize_cpu(image))
+    torch.testing.assert_close(out[0, 0], expected, atol=1e-4, rtol=0)
+
+
+def test_gpu_and_cpu_paths_agree_on_the_same_parameters(image: np.ndarray) -> None:
+    rng = np.random.default_rng(3)
+    params = [sample_params(AugConfig(), rng, SIZE, SIZE) for _ in range(6)]
+    params.append(AugParams(flip=True, angle=15.0, scale=1.1, shear=5.0, translate=(3.0, -2.0)))
+    params.append(AugParams(blur_sigma=1.0, brightness=1.2, contrast=0.8, erase=(1, 2, 9, 7)))
+    cpu = np.stack([augment_cpu(image, p) for p in params])
+    batch = torch.from_numpy(np.stack([image] * len(params))).unsqueeze(1)
+    gpu = gpu_augment(batch, params_from_cpu(params, torch.device("cpu")), max_blur_sigma=1.0)[:, 0].numpy()
+    # The CPU path rounds the warped image to uint8 (half a grey level = 0.009 after normalisation).
+    assert np.abs(cpu - gpu).mean() < 0.01
+    assert np.percentile(np.abs(cpu - gpu), 99) < 0.05
+
+
+def test_gpu_params_follow_the_config() -> None:
+    cfg = AugConfig(flip_p=1.0, erase_p=0.0, blur_p=0.0)
+    p = sample_gpu_params(cfg, 64, SIZE, SIZE, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+    assert bool(p.flip.all())
+    assert float(p.angle.abs().max()) <= cfg.rotate_deg
+    assert float(p.scale.min()) >= cfg.scale[0] and float(p.scale.max()) <= cfg.scale[1]
+    assert int(p.erase[:, 2].max()) == 0 and float(p.blur_sigma.max()) == 0.0
+
+
+def test_clahe_rule_and_op(image: np.ndarray) -> None:
+    assert resolve_clahe("auto", {}) is True  # e.g. the HF shards: no dataset.json
+    assert resolve_clahe("auto", {"source": "nih-build", "clahe": True}) is False
+    assert resolve_clahe("auto", {"source": "synthetic"}) is False
+    assert resolve_clahe("always", {"clahe": True}) is True
+    assert resolve_clahe("never", {}) is False
+    out = apply_clahe(image)
+    assert out.shape == image.shape and out.dtype == np.uint8 and not np.array_equal(out, image)
+
+
+def test_resize_to_uses_the_target_size(image: np.ndarray) -> None:
+    assert resize_to(image, SIZE) is image
+    assert resize_to(image, 32).shape == (32, 32)
+
+
+@pytest.mark.gpu
+def test_gpu_augment_on_cuda(image: np.ndarray) -> None:
+    device = torch.device("cuda")
+    batch = torch.from_numpy(np.stack([image] * 4)).unsqueeze(1).to(device)
+    out = GpuAugment(AugConfig())(batch, torch.Generator(device=device).manual_seed(0))
+    assert out.device.type == "cuda"
+    _valid(out.cpu(), (4, 1, SIZE, SIZE))
+    ident = gpu_augment(batch, identity_gpu_params(4, device), max_blur_sigma=1.0)
+    torch.testing.assert_close(ident, gpu_normalize(batch), atol=1e-4, rtol=0)
