@@ -23,9 +23,8 @@ __all__ = ["Bundle", "build_bundle", "bundle_files", "find_secret", "repo_root"]
 PACKAGE = "chexvision"
 RESOURCES = "chexvision/data/resources/"
 # Package data the kernel reads; everything else under resources/ stays home.
-ALWAYS_RESOURCES = ("official_test.txt.gz",)
-# chexvision.data.synthetic draws label sets from the NIH metadata: shipped only when the kernel synthesises data.
-METADATA_RESOURCE = "Data_Entry_2017_v2020.csv.gz"
+# (`data synth` reads the few-KB NIH statistics, never the 1 MB metadata CSV.)
+ALWAYS_RESOURCES = ("official_test.txt.gz", "nih_synth_stats.json.gz")
 CHEXNET_RESOURCES = ("chexnet_train.txt.gz", "chexnet_val.txt.gz", "chexnet_test.txt.gz")
 
 _EXCLUDED_DIRS = {"__pycache__", ".git", ".mypy_cache", ".ruff_cache", ".pytest_cache", "tests", "data_cache"}
@@ -88,15 +87,11 @@ def find_secret(path: Path) -> str | None:
     return None
 
 
-def _wanted_resource(name: str, split_scheme: str | None, with_metadata: bool) -> bool:
-    return (
-        name in ALWAYS_RESOURCES
-        or (split_scheme == "chexnet" and name in CHEXNET_RESOURCES)
-        or (with_metadata and name == METADATA_RESOURCE)
-    )
+def _wanted_resource(name: str, split_scheme: str | None) -> bool:
+    return name in ALWAYS_RESOURCES or (split_scheme == "chexnet" and name in CHEXNET_RESOURCES)
 
 
-def bundle_files(root: Path, split_scheme: str | None = None, with_metadata: bool = False) -> list[str]:
+def bundle_files(root: Path, split_scheme: str | None = None) -> list[str]:
     """Archive names (posix, relative to `root`) that go into the bundle, sorted. Checks each for secrets."""
     package = root / PACKAGE
     if not (package / "__init__.py").is_file():
@@ -114,19 +109,16 @@ def bundle_files(root: Path, split_scheme: str | None = None, with_metadata: boo
         if path.name.endswith(_EXCLUDED_SUFFIXES):
             continue
         posix = rel.as_posix()
-        if posix.startswith(RESOURCES) and not _wanted_resource(path.name, split_scheme, with_metadata):
+        if posix.startswith(RESOURCES) and not _wanted_resource(path.name, split_scheme):
             continue
         names.append(posix)
     return sorted(names)
 
 
-def build_bundle(root: Path | None = None, split_scheme: str | None = None, with_metadata: bool = False) -> Bundle:
-    """Zip the kernel's sources deterministically. Raises SecretFoundError naming the file.
-
-    `with_metadata` adds the 1 MB NIH metadata CSV, which `data synth` needs; it does not fit Kaggle's limit.
-    """
+def build_bundle(root: Path | None = None, split_scheme: str | None = None) -> Bundle:
+    """Zip the kernel's sources deterministically. Raises SecretFoundError naming the file."""
     root = root or repo_root()
-    names = bundle_files(root, split_scheme, with_metadata)
+    names = bundle_files(root, split_scheme)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in names:

@@ -245,7 +245,7 @@ def dispatch_train(req: TrainRequest, *, dry_run_out: Path | None = None) -> Dis
                 f"run {parent.run_id} ran on {parent.backend}", f"resume it with --backend {parent.backend}"
             )
     root = repo_root()
-    bundle = build_bundle(root, split_scheme=req.split_scheme, with_metadata=data["kind"] == "synthetic")
+    bundle = build_bundle(root, split_scheme=req.split_scheme)
     run_id = new_run_id(req.model)
     record = RunRecord(
         run_id=run_id,
@@ -457,6 +457,13 @@ def verify_run_dir(run_dir: Path) -> list[str]:
     if problems:
         raise RunVerificationError(run_dir, problems)
     return [name for name in EXPECTED_RUN_FILES if not (run_dir / name).is_file()]
+
+
+def record_publication(run_id: str, *, repo: str, revision: str | None, commit: str, tag: str) -> RunRecord:
+    """Remember where a fetched run was published (repo, commit and the tag named after the run)."""
+    with Registry.open() as reg:
+        reg.update(run_id, hub_repo=repo, hub_revision=revision, hub_commit=commit, hub_tag=tag)
+        return reg.get(run_id)
 
 
 def fetch_run(run_id: str, out: Path | None = None) -> FetchResult:

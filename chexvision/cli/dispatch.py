@@ -252,34 +252,70 @@ def fetch(
         Path | None, typer.Option("--out", help="Target folder (default $CHEXVISION_HOME/runs/<id>).")
     ] = None,
     no_publish: Annotated[
-        bool, typer.Option("--no-publish", help="Do not publish to the Hub (publishing is wired separately).")
+        bool, typer.Option("--no-publish", help="Only download and verify; publish nothing.")
     ] = False,
+    repo: Annotated[
+        str | None, typer.Option("--repo", help="Hub model repo (default <hf user>/chexvision-<model>).")
+    ] = None,
+    hub_dir: Annotated[
+        Path | None, typer.Option("--hub-dir", help="Publish into this folder instead of the Hub (offline).")
+    ] = None,
+    public: Annotated[bool, typer.Option("--public", help="Create the Hub repo public (default private).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Download a finished run's outputs, verify the run directory and record it."""
+    """Download a finished run's outputs, verify the run directory, record it, then publish it.
+
+    Publishing goes to the Hub when a token is configured (or --repo is given), else to --hub-dir, else to the
+    folder $CHEXVISION_HOME/hub with a notice. The HF token never leaves this machine.
+    """
     from dispatch import runs
 
     result = runs.fetch_run(run, out)
-    # Publishing to the Hub hooks in here (chexvision.hub); until then fetch never publishes.
-    _ = no_publish
+    published = None if no_publish else _publish_fetched(result.run_id, result.run_dir, repo, hub_dir, public)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "run_id": result.run_id,
-                    "run_dir": str(result.run_dir),
-                    "files": [str(f) for f in result.files],
-                    "missing_optional": result.missing_optional,
-                    "best_val_auc": result.best_val_auc,
-                }
-            )
-        )
+        payload: dict[str, Any] = {
+            "run_id": result.run_id,
+            "run_dir": str(result.run_dir),
+            "files": [str(f) for f in result.files],
+            "missing_optional": result.missing_optional,
+            "best_val_auc": result.best_val_auc,
+            "published": published,
+        }
+        typer.echo(json.dumps(payload))
         return
     err = _stderr()
     err.print(f"{len(result.files)} files in {result.run_dir} — verified")
     if result.missing_optional:
         err.print(f"note: missing optional files: {', '.join(result.missing_optional)}")
+    if published:
+        state = "published" if published["changed"] else "already published, unchanged"
+        err.print(f"{state}: {published['url']} (tag {published['tag']}, commit {published['commit'][:12]})")
     typer.echo(str(result.run_dir))
+
+
+def _publish_fetched(
+    run_id: str, run_dir: Path, repo: str | None, hub_dir: Path | None, public: bool
+) -> dict[str, Any]:
+    from chexvision.hub import default_hub_dir, hub_ready, publish_run
+    from dispatch import runs
+
+    if hub_dir is None and repo is None and not hub_ready():
+        hub_dir = default_hub_dir()
+        _stderr().print(
+            f"note: no Hugging Face token, publishing to the folder {hub_dir} "
+            "(`hf auth login` or HF_TOKEN to publish to the Hub; --no-publish to skip)"
+        )
+    result = publish_run(run_dir, repo_id=repo, hub_dir=hub_dir, private=not public)
+    runs.record_publication(
+        run_id, repo=result.repo_id, revision=str(hub_dir) if hub_dir else None, commit=result.commit, tag=result.tag
+    )
+    return {
+        "repo_id": result.repo_id,
+        "commit": result.commit,
+        "tag": result.tag,
+        "url": result.url,
+        "changed": result.changed,
+    }
 
 
 def register(app: typer.Typer, dispatch_app: typer.Typer) -> None:
