@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -18,7 +17,7 @@ from chexvision.errors import CheXVisionError
 class _ErrorMappingGroup(TyperGroup):
     """Turns our typed errors into one line on stderr and the documented exit code (DESIGN §7)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
         try:
             return super().invoke(ctx)
         except CheXVisionError as exc:
