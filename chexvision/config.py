@@ -1,0 +1,365 @@
+"""Typed training configuration: presets, a config file, then `key=value` overrides (nanoGPT-style).
+
+Resolution order (later wins):
+
+1. the preset (`chexvision/presets/<name>.toml`), its base keys then its `[models.<model>...]` section;
+2. the `--config` file (TOML or JSON), the same way;
+3. `--set key=value` overrides with dotted keys (`optim.lr=3e-4`), values parsed as TOML literals or JSON
+   (a bare word is accepted for string fields: `data.split_scheme=patient`).
+
+A `[models.<name>]` section is a partial config applied only when that model is trained, e.g.
+`[models.seresnet.schedule] epochs = 100`. An unknown key anywhere is an error that names it and lists close
+matches. This module never imports torch: the CLI resolves a config before deciding to load it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from chexvision.data.transforms import AugConfig
+from chexvision.errors import BadInputError
+
+__all__ = [
+    "PRESETS",
+    "AmpMode",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_keys",
+    "load_config",
+    "preset_path",
+]
+
+PRESETS: tuple[str, ...] = ("smoke", "kaggle-t4", "full")
+AmpMode = Literal["off", "fp16", "bf16", "auto"]
+
+
+@dataclass
+class ModelConfig:
+    name: str = "densenet"  # registry name: densenet | seresnet (`chexvision models list`)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # architecture kwargs for create_model (tiny variants)
+    pretrained: bool = False  # start from ImageNet weights (densenet only); presets enable it on GPUs
+    weights: str | None = None  # local pretrained-weights file; None = download when pretrained is true
+
+
+@dataclass
+class DataConfig:
+    size: int = 320  # input side in pixels (images are square, one channel)
+    batch_size: int = 24  # images per micro-batch, per process
+    workers: int = 4  # DataLoader worker processes per training process (Kaggle has 4 CPU cores)
+    split_scheme: str | None = None  # official | chexnet | patient; None = dataset.json default, else official
+    seed: int = 0  # split seed (which patients go to validation / the patient scheme)
+    mean: float = 0.449  # normalisation mean on [0, 1] pixels (ImageNet RGB means averaged)
+    std: float = 0.226  # normalisation std on [0, 1] pixels (ImageNet RGB stds averaged)
+    # Training augmentation, incl. CLAHE (`aug.clahe`: auto | always | never, applied to train and eval alike).
+    aug: AugConfig = field(default_factory=AugConfig)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3  # peak end-to-end learning rate (AdamW); densenet phase 2 uses 1e-4 via its preset section
+    weight_decay: float = 0.01  # decoupled AdamW weight decay; never applied to norms and biases
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW (beta1, beta2)
+    eps: float = 1e-8  # AdamW epsilon
+    warmup_steps: int = 0  # linear warm-up in optimizer steps at the start of each phase; 0 = use warmup_epochs
+    warmup_epochs: float = 1.0  # warm-up length in epochs when warmup_steps is 0
+    min_lr_ratio: float = 0.01  # cosine floor as a fraction of the peak lr (0 = decay to zero)
+    accumulation: int = 4  # micro-batches per optimizer step (effective batch = batch x accumulation x GPUs)
+    clip_grad: float = 1.0  # max global gradient norm; 0 = no clipping
+    amp: AmpMode = "auto"  # off | fp16 (GradScaler) | bf16 | auto (bf16 if supported, else fp16; CPU: off)
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = 60  # maximum epochs (per-model sections: 60 densenet, 100 seresnet)
+    patience: int = 15  # epochs without a val macro AUC improvement before stopping; 0 = never stop early
+    min_delta: float = 0.0  # improvement in val macro AUC that counts as better
+    frozen_epochs: int = 0  # phase 1 length in epochs: backbone and its BatchNorm statistics frozen; 0 = none
+    frozen_lr: float = 1e-3  # phase-1 peak learning rate (heads only); phase 2 uses optim.lr
+
+
+@dataclass
+class LossConfig:
+    multi_weight: float = 1.0  # weight of the 14-label BCE term
+    binary_weight: float = 0.5  # weight of the binary (any finding) BCE term
+    pos_weight_cap: float = 50.0  # cap on the per-class pos_weight neg/pos (NIH Hernia alone is ~500)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    seed: int = 0  # training seed (initialisation, shuffling, augmentation, dropout)
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True): exact resume, slower on GPU
+    device: str = "auto"  # cpu | cuda | auto (cuda when available)
+    cpu_threads: int = 0  # torch intra-op threads when training on CPU; 0 = torch's default (all cores)
+    preset: str | None = None  # the preset this config started from (recorded, not read)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists); what config.json holds."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from `to_dict()` output (config.json); unknown keys are an error."""
+        return _build(cls, data, "")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Schema walking
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def config_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """Every dotted key the config accepts (`optim.lr`, `data.aug.rotate`, ...)."""
+    keys: list[str] = []
+    for name, tp in _hints(cls).items():
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(tp):
+            keys.extend(config_keys(tp, key + "."))  # type: ignore[arg-type]
+        else:
+            keys.append(key)
+    return keys
+
+
+def _unknown_key(key: str) -> BadInputError:
+    close = difflib.get_close_matches(key, config_keys(), n=3, cutoff=0.5)
+    leaf = key.rsplit(".", 1)[-1]
+    close += [k for k in config_keys() if k.rsplit(".", 1)[-1] == leaf and k not in close]
+    hint = f"did you mean {', '.join(close[:4])}?" if close else "see the presets in chexvision/presets/"
+    return BadInputError(f"unknown config key {key!r}", hint)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it converted (int -> float, list -> tuple)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            choices = " | ".join(map(str, typing.get_args(tp)))
+            raise BadInputError(f"config key {key!r} must be one of {choices}, got {value!r}", f"set {key}=...")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except BadInputError:
+                continue
+        raise _bad_type(key, tp, value)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise _bad_type(key, tp, value)
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise _bad_type(key, tp, value)
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _bad_type(key, tp, value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad_type(key, tp, value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _bad_type(key, tp, value)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _bad_type(key, tp, value)
+        return value
+    return value
+
+
+def _bad_type(key: str, tp: Any, value: Any) -> BadInputError:
+    name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    return BadInputError(
+        f"config key {key!r} expects {name}, got {value!r}", f"e.g. --set {key}=<{name}> (TOML/JSON literal)"
+    )
+
+
+def _build(cls: Any, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise BadInputError(f"config section {prefix.rstrip('.') or '<root>'!r} must be a table", "see the presets")
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in hints:
+            raise _unknown_key(key)
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key + ".")
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # a section's own checks (AugConfig.__post_init__)
+        raise BadInputError(f"config section {prefix.rstrip('.')!r}: {exc}", "fix the value") from None
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Files, presets, overrides
+
+
+def preset_path(name: str) -> Path:
+    """The TOML file of a named preset; unknown name -> BadInputError listing the presets."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(PRESETS)}"
+        raise BadInputError(f"unknown preset {name!r}", hint)
+    return Path(str(resources.files("chexvision").joinpath("presets", f"{name}.toml")))
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BadInputError(f"config file {path} not found", "pass an existing TOML or JSON file to --config")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BadInputError(f"config file {path} is not valid {path.suffix or 'TOML'}: {exc}", "fix it") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"config file {path} must hold a table/object", "see chexvision/presets/smoke.toml")
+    return data
+
+
+def _split_layer(layer: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    base = {k: v for k, v in layer.items() if k != "models"}
+    sections = layer.get("models", {})
+    if not isinstance(sections, dict) or not all(isinstance(v, dict) for v in sections.values()):
+        raise BadInputError(f"{source}: [models.<name>] sections must be tables", "see chexvision/presets/")
+    _build(TrainConfig, base, "")  # validate early so the error names the file's key
+    for name, section in sections.items():
+        try:
+            _build(TrainConfig, section, "")
+        except BadInputError as exc:
+            raise BadInputError(f"{source} [models.{name}]: {exc.message}", exc.hint) from None
+    return base, sections
+
+
+def _parse_override(item: str) -> tuple[str, str]:
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise BadInputError(f"override {item!r} is not key=value", "e.g. --set optim.lr=3e-4")
+    return key, raw.strip()
+
+
+def _parse_value(raw: str, tp: Any, key: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        pass
+    accepts_str = tp is str or (typing.get_origin(tp) in (types.UnionType, typing.Union) and str in typing.get_args(tp))
+    if accepts_str and raw:
+        return raw
+    if typing.get_origin(tp) is Literal and raw in typing.get_args(tp):
+        return raw
+    raise BadInputError(f"malformed value {raw!r} for config key {key!r}", "use a TOML/JSON literal, e.g. 3e-4")
+
+
+def _apply_override(cfg: TrainConfig, key: str, raw: str) -> None:
+    parts = key.split(".")
+    obj: Any = cfg
+    for i, part in enumerate(parts):
+        if isinstance(obj, dict):  # free-form model.kwargs.<name>
+            if i != len(parts) - 1:
+                raise _unknown_key(key)
+            obj[part] = _parse_value(raw, Any, key)
+            return
+        hints = _hints(type(obj))
+        if part not in hints:
+            raise _unknown_key(key)
+        tp = hints[part]
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(tp):
+                raise BadInputError(f"config key {key!r} is a section", f"set one of its keys, e.g. {key}.<name>=...")
+            value = _parse_value(raw, tp, key)
+            if raw.lower() in ("none", "null") and type(None) in typing.get_args(tp):
+                value = None
+            setattr(obj, part, _coerce(value, tp, key))
+            return
+        obj = getattr(obj, part)
+
+
+def load_config(
+    preset: str | None = None, file: Path | None = None, overrides: typing.Sequence[str] = ()
+) -> TrainConfig:
+    """Resolve preset, then file, then `key=value` overrides into a validated TrainConfig.
+
+    Per-model sections (`[models.<name>...]`) of each layer apply right after that layer's base keys, for the
+    model named by the last of: preset, file, `model.name=` override.
+    """
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if preset is not None:
+        layers.append((f"preset {preset}", tomllib.loads(preset_path(preset).read_text(encoding="utf-8"))))
+    if file is not None:
+        layers.append((str(file), _read_file(Path(file))))
+    parsed = [_parse_override(item) for item in overrides]
+
+    split = [_split_layer(layer, source) for source, layer in layers]
+    model = ModelConfig().name
+    for base, _ in split:
+        model = base.get("model", {}).get("name", model)
+    for key, raw in parsed:
+        if key == "model.name":
+            model = str(_parse_value(raw, str, key))
+
+    tree: dict[str, Any] = {}
+    for base, sections in split:
+        tree = _merge(tree, base)
+        tree = _merge(tree, sections.get(model, {}))
+    tree.setdefault("preset", preset)
+    cfg: TrainConfig = _build(TrainConfig, tree, "")
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: typing.Sequence[str]) -> TrainConfig:
+    """A copy of `cfg` with `key=value` overrides applied and every section re-validated."""
+    if not overrides:
+        return cfg
+    out = TrainConfig.from_dict(cfg.to_dict())
+    for key, raw in map(_parse_override, overrides):
+        _apply_override(out, key, raw)
+    return TrainConfig.from_dict(out.to_dict())  # re-run each section's own checks (AugConfig)

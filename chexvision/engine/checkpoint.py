@@ -1,0 +1,76 @@
+"""Resumable training state in `last.ckpt`, readable with `torch.load(weights_only=True)` (no pickle of objects).
+
+RNG states are stored as tensors and plain lists so the safe loader accepts them; writes are atomic (tmp + rename),
+so a run killed mid-write keeps the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from chexvision.errors import BadInputError
+
+__all__ = ["capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint", "save_safetensors"]
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) RNG states in weights_only-safe types."""
+    version, state, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)
+    return {
+        "python": [version, list(state), gauss],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(states: dict[str, Any]) -> None:
+    version, state, gauss = states["python"]
+    random.setstate((int(version), tuple(int(s) for s in state), gauss))
+    name, key, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temporary sibling, fsync, then rename over `path`."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with the safe unpickler; a foreign or corrupt file is a BadInputError."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError for the same damage
+        raise BadInputError(
+            f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {exc})",
+            "start a new run with another --out, or restore the file",
+        ) from exc
+    if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
+        raise BadInputError(f"{path} is not a CheXVision checkpoint", "pass the run directory that wrote it")
+    return state
+
+
+def save_safetensors(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Best weights without pickle: contiguous CPU copies, atomic write."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
