@@ -131,6 +131,9 @@ def test_preprocessing_repeats_the_training_clahe_decision(aug_clahe: str, sourc
     }
     transform = preprocessing(config)
     assert (transform.size, transform.mean, transform.std, transform.clahe) == (64, 0.5, 0.25, expected)
+    # What training recorded in run.json (images built with CLAHE, loader off) beats the config's mode.
+    config["dataset"] = {"source": source, "clahe": not expected}
+    assert preprocessing(config).clahe is (not expected)
 
 
 def test_hub_model_offline_and_not_cached_is_exit_3_naming_a_local_folder(images: dict[str, Path]) -> None:

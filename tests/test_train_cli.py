@@ -52,6 +52,7 @@ def test_run_json(run_dir: Path) -> None:
     assert run["status"] == "complete" and run["started_at"] and run["finished_at"]
     assert {"git_sha", "bundle_sha256"} <= set(run)
     assert run["dataset"]["source"] == "synthetic" and run["dataset"]["split_scheme"] == "patient"
+    assert run["dataset"]["clahe"] is False  # synthetic images get no CLAHE: prediction must not add it
     assert sum(run["dataset"]["counts"].values()) == 200
     assert {"python", "torch", "cuda", "gpus"} <= set(run["env"]) and isinstance(run["env"]["gpus"], list)
 

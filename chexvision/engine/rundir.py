@@ -78,8 +78,12 @@ def environment_info() -> dict[str, Any]:
     return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda, "gpus": gpus}
 
 
-def dataset_info(data_dir: Path, split_scheme: str, counts: dict[str, int]) -> dict[str, Any]:
-    """run.json "dataset": source / repo_id / revision from the data dir's dataset.json (when present)."""
+def dataset_info(data_dir: Path, split_scheme: str, counts: dict[str, int], loader_clahe: bool) -> dict[str, Any]:
+    """run.json "dataset": source / repo_id / revision from the data dir's dataset.json (when present).
+
+    "clahe" says whether the images the model saw had CLAHE (baked in by `data build`, or applied by the loader):
+    prediction on raw images repeats exactly that.
+    """
     meta: dict[str, Any] = {}
     path = Path(data_dir) / "dataset.json"
     if path.is_file():
@@ -93,6 +97,7 @@ def dataset_info(data_dir: Path, split_scheme: str, counts: dict[str, int]) -> d
         "revision": meta.get("revision"),
         "split_scheme": split_scheme,
         "counts": dict(counts),
+        "clahe": bool(loader_clahe or meta.get("clahe", False)),
     }
 
 

@@ -298,7 +298,7 @@ def fit(
         config = cfg.to_dict()
         config["model"]["kwargs"] = model_config(model)["kwargs"]  # exactly what rebuilds the architecture
         config["data"]["split_scheme"] = scheme  # resolved (dataset.json default): evaluation re-splits the same way
-        dataset = dataset_info(Path(data_dir), scheme, loaders.counts)
+        dataset = dataset_info(Path(data_dir), scheme, loaders.counts, loaders.clahe)
         run.start(run_id=run_id, model=cfg.model.name, preset=cfg.preset, config=config, dataset=dataset)
 
     try:

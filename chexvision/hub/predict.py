@@ -55,10 +55,13 @@ def read_image(path: Path) -> np.ndarray:
 def _clahe_from_config(config: Mapping[str, Any]) -> bool:
     """Whether the images the model was trained on had CLAHE, from config.json (+ run.json's data set).
 
-    `data.aug.clahe` is "always" | "never" | "auto"; "auto" means CLAHE for every source but synthetic data (either
-    the loader applied it at decode time or `data build` baked it into the shards). A plain `data.clahe` bool
-    wins when present.
+    Training records the answer in run.json (`dataset.clahe`). For runs without it: `data.aug.clahe` is "always" |
+    "never" | "auto"; "auto" means CLAHE for every source but synthetic data (either the loader applied it at decode
+    time or `data build` baked it into the shards). A plain `data.clahe` bool wins when present.
     """
+    recorded = (config.get("dataset") or {}).get("clahe")
+    if isinstance(recorded, bool):
+        return recorded
     data = dict(config.get("data") or {})
     if isinstance(data.get("clahe"), bool):
         return bool(data["clahe"])
