@@ -1,0 +1,155 @@
+"""`chexvision compare`: the head-to-head table of evaluated runs and a paired bootstrap of macro AUROC.
+
+Each run must have been evaluated (`chexvision evaluate RUN --data D`): its metrics.json `test` section gives the
+numbers and points at the per-image predictions, which the paired test resamples (by patient) on the images
+both runs were scored on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chexvision.errors import BadInputError
+from chexvision.evaluate.bootstrap import paired_bootstrap
+from chexvision.labels import LABELS, label_matrix
+
+__all__ = ["compare_runs", "comparison_markdown", "run_summary", "write_comparison"]
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
+def _num_params(run_dir: Path, test: dict[str, Any]) -> int | None:
+    if test.get("num_params"):
+        return int(test["num_params"])
+    model = _json(run_dir / "config.json").get("model")
+    if not model:
+        return None
+    from chexvision.models import count_parameters
+
+    return count_parameters(model["name"], **dict(model.get("kwargs") or {}))
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """Name, model, parameters, epochs to best and the evaluated test numbers of one run."""
+    run_dir = Path(run_dir)
+    test = _json(run_dir / "metrics.json").get("test")
+    if not test:
+        raise BadInputError(
+            f"{run_dir} has no test evaluation in metrics.json",
+            f"run `chexvision evaluate {run_dir} --data DIR` first",
+        )
+    run = _json(run_dir / "run.json")
+    history = _json(run_dir / "history.json")
+    ci = test.get("ci") or {}
+    return {
+        "name": str(run.get("run_id") or run_dir.name),
+        "run_dir": str(run_dir),
+        "model": run.get("model") or (_json(run_dir / "config.json").get("model") or {}).get("name"),
+        "num_params": _num_params(run_dir, test),
+        "epochs_to_best": history.get("best_epoch"),
+        "epochs_run": len(history.get("epochs") or []),
+        "macro_auc": test.get("macro_auc"),
+        "macro_auc_ci": ci.get("macro_auc"),
+        "binary_auc": test.get("binary_auc"),
+        "binary_auc_ci": ci.get("binary_auc"),
+        "binary_f1": test.get("binary_f1"),
+        "per_class_auc": test.get("per_class_auc") or {},
+        "tta_macro_auc": (test.get("tta") or {}).get("macro_auc"),
+        "n_images": test.get("n_images"),
+        "predictions": test.get("predictions"),
+        "data": test.get("data"),
+    }
+
+
+def _load_predictions(summary: dict[str, Any]) -> pd.DataFrame:
+    path = Path(summary["predictions"] or "")
+    if not path.is_file():
+        raise BadInputError(
+            f"the test predictions of {summary['name']} ({path}) are missing",
+            f"re-run `chexvision evaluate {summary['run_dir']} --data DIR`",
+        )
+    return pd.read_csv(path).drop_duplicates("filename").set_index("filename")
+
+
+def _paired(a: dict[str, Any], b: dict[str, Any], n: int, seed: int) -> dict[str, Any]:
+    fa, fb = _load_predictions(a), _load_predictions(b)
+    common = fa.index.intersection(fb.index)
+    if len(common) == 0:
+        raise BadInputError(
+            f"{a['name']} and {b['name']} were evaluated on no common image",
+            "evaluate both on the same --data and --split",
+        )
+    fa, fb = fa.loc[common], fb.loc[common]
+    cols = [f"prob_{name}" for name in LABELS]
+    y14 = label_matrix(list(fa["labels"].astype(str)))
+    result = paired_bootstrap(
+        y14, fa[cols].to_numpy(np.float64), fb[cols].to_numpy(np.float64), fa["patient_id"].to_numpy(), n, seed
+    )
+    return {"a": a["name"], "b": b["name"], "n_images": len(common), **result}
+
+
+def compare_runs(run_dirs: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Summaries of every run and, for every pair, the paired bootstrap of macro AUROC(a) - macro AUROC(b)."""
+    if len(run_dirs) < 2:
+        raise BadInputError("compare needs at least two runs", "pass two or more RUN_DIRs")
+    summaries = [run_summary(Path(d)) for d in run_dirs]
+    pairs = [_paired(a, b, bootstrap, seed) for a, b in combinations(summaries, 2)] if bootstrap > 0 else []
+    return {"runs": summaries, "pairs": pairs, "bootstrap": bootstrap, "seed": seed}
+
+
+def _f(value: float | None, ci: Sequence[float] | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def comparison_markdown(result: dict[str, Any]) -> str:
+    """The head-to-head table (rows = metrics, columns = runs) and the paired tests, as Markdown."""
+    runs = result["runs"]
+    head = "| | " + " | ".join(r["name"] for r in runs) + " |\n|---|" + "---|" * len(runs) + "\n"
+    rows = [
+        ("model", [str(r["model"]) for r in runs]),
+        ("parameters", [f"{r['num_params']:,}" if r["num_params"] else "n/a" for r in runs]),
+        ("epochs to best", [str(r["epochs_to_best"]) for r in runs]),
+        ("test macro AUROC [95% CI]", [_f(r["macro_auc"], r["macro_auc_ci"]) for r in runs]),
+        ("test macro AUROC, TTA", [_f(r["tta_macro_auc"]) for r in runs]),
+        ("binary AUROC [95% CI]", [_f(r["binary_auc"], r["binary_auc_ci"]) for r in runs]),
+        ("binary F1 (Youden on val)", [_f(r["binary_f1"]) for r in runs]),
+        *[(f"AUROC {label}", [_f(r["per_class_auc"].get(label)) for r in runs]) for label in LABELS],
+    ]
+    body = "".join(f"| {name} | " + " | ".join(cells) + " |\n" for name, cells in rows)
+    text = "# Head-to-head comparison (test split)\n\n" + head + body
+    if result["pairs"]:
+        text += (
+            f"\n## Paired bootstrap of the macro-AUROC difference ({result['bootstrap']} patient resamples)\n\n"
+            "| A | B | images | AUROC(A) - AUROC(B) | 95% CI | p (two-sided) |\n|---|---|---|---|---|---|\n"
+        )
+        for p in result["pairs"]:
+            ci = p["ci"] or [float("nan")] * 2
+            p_val = "n/a" if p["p_value"] is None else f"{p['p_value']:.3f}"
+            interval = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+            text += f"| {p['a']} | {p['b']} | {p['n_images']} | {p['diff']:+.4f} | {interval} | {p_val} |\n"
+    return text
+
+
+def write_comparison(result: dict[str, Any], out: Path) -> dict[str, Path]:
+    """`compare.json`, `compare.md` and `compare.csv` (one row per run) under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "compare.json", "markdown": out / "compare.md", "csv": out / "compare.csv"}
+    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
+    paths["markdown"].write_text(comparison_markdown(result))
+    flat = [
+        {k: v for k, v in r.items() if k != "per_class_auc"} | {f"auc_{k}": v for k, v in r["per_class_auc"].items()}
+        for r in result["runs"]
+    ]
+    pd.DataFrame(flat).to_csv(paths["csv"], index=False)
+    return paths

@@ -1,0 +1,321 @@
+"""`chexvision evaluate`: score one or more runs (and their ensemble) on a split, write files, return data.
+
+Per run: predictions on the validation split (for thresholds and temperature) and on the evaluated split,
+plain and, with TTA, the 4-view mean; scores from `score_predictions`; Grad-CAM samples; localization against
+boxes when given. Several runs: also their mean-probability ensemble. Files: `<out>/metrics.json` (everything),
+`<out>/predictions/<name>[_tta].csv`, `<out>/report.html` + `report.md`, `<out>/cam/*.png`, and a `test` (or
+`val_eval`) section in each run's own metrics.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from chexvision.data.shards import ShardIndex
+from chexvision.errors import BadInputError
+from chexvision.evaluate.gradcam import (
+    grad_cam,
+    grad_cam_native,
+    overlay,
+    peak_location,
+    save_png,
+    top_classes,
+    upsample_cam,
+)
+from chexvision.evaluate.inference import EvalTransform, LoadedRun, load_run, predict_split, split_indices
+from chexvision.evaluate.localization import Box, CamRecord, read_bbox_csv, score_localization
+from chexvision.evaluate.predictions import Predictions, ensemble, score_predictions
+from chexvision.labels import LABELS
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "EvalOptions",
+    "brief",
+    "evaluate_runs",
+    "localize_run",
+    "metrics_section_name",
+    "write_csv_outputs",
+    "write_outputs",
+]
+
+log = logging.getLogger(__name__)
+_INDEX = {name: k for k, name in enumerate(LABELS)}
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What one `chexvision evaluate` does; every field is a CLI option."""
+
+    data_dir: Path
+    split: str = "test"  # test | val
+    tta: bool = False  # also report the 4-view TTA mean beside the plain prediction
+    bootstrap: int = 1000  # patient-bootstrap replicates for the CIs (0: none)
+    seed: int = 0  # bootstrap / chance-baseline seed
+    target_sensitivity: float = 0.95  # second operating point of the binary head
+    batch_size: int = 64
+    device: str = "cpu"
+    bbox_csv: Path | None = None  # score Grad-CAM maps against these boxes
+    bbox_frame: int | None = None  # pixel size of the frame the boxes are in (None: auto)
+    cam_samples: int = 4  # Grad-CAM overlays in the report (0: none)
+
+
+def metrics_section_name(split: str) -> str:
+    """`test` for the test split; `val_eval` for a validation evaluation (training owns `val`)."""
+    return "test" if split == "test" else "val_eval"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _score_pair(
+    preds: dict[str, Predictions], val: dict[str, Predictions], opts: EvalOptions
+) -> dict[str, dict[str, Any]]:
+    return {
+        key: score_predictions(
+            p,
+            val.get(key, val["plain"]),
+            bootstrap=opts.bootstrap,
+            seed=opts.seed,
+            target_sensitivity=opts.target_sensitivity,
+        )
+        for key, p in preds.items()
+    }
+
+
+def _box_frame(boxes: dict[str, list[Box]], index: ShardIndex, rows: np.ndarray, explicit: int | None) -> int | None:
+    """Frame size of the boxes: explicit, else the stored image size unless boxes reach past it (NIH: 1024)."""
+    if explicit:
+        return explicit
+    if rows.size == 0:
+        return None
+    stored = max(index.read_image(int(rows[0])).shape)
+    reach = max((max(b.x + b.w, b.y + b.h) for bs in boxes.values() for b in bs), default=0.0)
+    return stored if reach <= stored * 1.02 else 1024
+
+
+def localize_run(
+    run: LoadedRun,
+    index: ShardIndex,
+    rows: np.ndarray,
+    bbox_csv: Path,
+    *,
+    data_dir: Path | None = None,
+    bbox_frame: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Grad-CAM of each boxed (image, class) among `rows` for that class, scored by `score_localization`."""
+    import torch
+
+    boxes = read_bbox_csv(bbox_csv)
+    transform = EvalTransform.from_config(run.config, data_dir)
+    wanted = [
+        (int(i), label, [b for b in boxes[name] if b.label == label])
+        for i in rows
+        if (name := index.filenames[int(i)].rsplit("/", 1)[-1]) in boxes
+        for label in sorted({b.label for b in boxes[name]}, key=_INDEX.__getitem__)
+    ]
+    frame = _box_frame(boxes, index, rows, bbox_frame)
+    records: list[CamRecord] = []
+    for start in range(0, len(wanted), batch_size):
+        chunk = wanted[start : start + batch_size]
+        x = torch.from_numpy(np.stack([transform(index.read_image(i)) for i, _, _ in chunk])).to(device)
+        native = grad_cam_native(run.model, x, [_INDEX[label] for _, label, _ in chunk])
+        size = (transform.size, transform.size)
+        scale = transform.size / float(frame or transform.size)
+        for (i, label, bxs), low, cam in zip(chunk, native, upsample_cam(native, size), strict=True):
+            boxes_in = [b.scaled(scale, scale) for b in bxs]
+            records.append(CamRecord(index.filenames[i], label, cam, boxes_in, peak_location(low, size)))
+    result = score_localization(records, seed=seed)
+    result.update({"images": len({r.filename for r in records}), "box_frame": frame, "bbox_csv": str(bbox_csv)})
+    return result
+
+
+def _cam_samples(
+    run: LoadedRun, index: ShardIndex, rows: np.ndarray, preds: Predictions, out: Path, opts: EvalOptions
+) -> list[dict[str, str]]:
+    """Overlays for the `k` images whose top predicted class is most confidently a true positive."""
+    import torch
+
+    k, device = opts.cam_samples, opts.device
+    if k <= 0:
+        return []
+    top = np.array([t[0] for t in top_classes(preds.p14, 1)])
+    conf = preds.p14[np.arange(len(preds)), top] * preds.y14[np.arange(len(preds)), top]
+    picks = [int(j) for j in np.argsort(-conf, kind="stable")[:k] if conf[j] > 0]
+    if not picks:
+        return []
+    transform = EvalTransform.from_config(run.config, opts.data_dir)
+    images = [index.read_image(int(rows[j])) for j in picks]
+    x = torch.from_numpy(np.stack([transform(img) for img in images])).to(device)
+    cams = grad_cam(run.model, x, [int(top[j]) for j in picks])
+    samples = []
+    for j, img, cam in zip(picks, images, cams, strict=True):
+        label = LABELS[int(top[j])]
+        name = preds.filenames[j].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        path = out / "cam" / f"{_safe(run.name)}_{name}_{label}.png"
+        save_png(path, overlay(transform.resized(img), cam), scale=max(1, 256 // transform.size))
+        samples.append(
+            {
+                "run": run.name,
+                "image": preds.filenames[j],
+                "label": label,
+                "probability": f"{preds.p14[j, int(top[j])]:.3f}",
+                "path": str(path),
+            }
+        )
+    return samples
+
+
+def evaluate_runs(run_dirs: Sequence[Path], opts: EvalOptions, out: Path) -> dict[str, Any]:
+    """Evaluate each run (and their ensemble when there are several); write all files; return the results."""
+    if not run_dirs:
+        raise BadInputError("no run directory given", "pass one or more RUN_DIRs")
+    index = ShardIndex.open(Path(opts.data_dir))
+    runs = [load_run(Path(d), opts.device) for d in run_dirs]
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        runs = [LoadedRun(r.run_dir, f"{r.name}-{i}", r.model, r.config, r.num_params) for i, r in enumerate(runs)]
+    results: dict[str, Any] = {
+        "split": opts.split,
+        "data": str(opts.data_dir),
+        "tta": opts.tta,
+        "bootstrap": opts.bootstrap,
+        "seed": opts.seed,
+        "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "runs": {},
+        "cam_samples": [],
+    }
+    all_preds: dict[str, dict[str, Predictions]] = {}
+    all_val: dict[str, dict[str, Predictions]] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    for run in runs:
+        kw = {"tta": opts.tta, "batch_size": opts.batch_size, "device": opts.device, "index": index}
+        preds = predict_split(run, opts.data_dir, opts.split, **kw)  # type: ignore[arg-type]
+        val = preds if opts.split == "val" else predict_split(run, opts.data_dir, "val", **kw)  # type: ignore[arg-type]
+        all_preds[run.name], all_val[run.name] = preds, val
+        entry: dict[str, Any] = {
+            "run_dir": str(run.run_dir),
+            "model": run.config["model"]["name"],
+            "num_params": run.num_params,
+            **_score_pair(preds, val, opts),
+        }
+        rows = split_indices(index, run.config, opts.split, data_dir=opts.data_dir, run_dir=run.run_dir)
+        if opts.bbox_csv is not None:
+            entry["localization"] = localize_run(
+                run,
+                index,
+                rows,
+                opts.bbox_csv,
+                data_dir=opts.data_dir,
+                bbox_frame=opts.bbox_frame,
+                seed=opts.seed,
+                device=opts.device,
+            )
+        results["cam_samples"] += _cam_samples(run, index, rows, preds["plain"], out, opts)
+        results["runs"][run.name] = entry
+    if len(runs) > 1:
+        members = list(all_preds)
+        ens = {key: ensemble([all_preds[m][key] for m in members]) for key in all_preds[members[0]]}
+        ens_val = {key: ensemble([all_val[m][key] for m in members]) for key in all_val[members[0]]}
+        all_preds["ensemble"] = ens
+        results["ensemble"] = {"members": members, **_score_pair(ens, ens_val, opts)}
+    write_outputs(results, all_preds, runs, out)
+    return results
+
+
+def write_outputs(
+    results: dict[str, Any], preds: dict[str, dict[str, Predictions]], runs: Sequence[LoadedRun], out: Path
+) -> None:
+    """Predictions CSVs, the evaluation's metrics.json, the report, and each run's metrics.json section."""
+    from chexvision.evaluate.report import write_report
+
+    split = results["split"]
+    for name, by_key in preds.items():
+        for key, p in by_key.items():
+            suffix = "" if key == "plain" else f"_{key}"
+            p.write_csv(out / "predictions" / f"{_safe(name)}_{split}{suffix}.csv")
+    _write_json(out / "metrics.json", results)
+    results["report"] = {k: str(v) for k, v in write_report(results, preds, out).items()}
+    section = metrics_section_name(split)
+    for run in runs:
+        path = run.run_dir / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        entry = results["runs"][run.name]
+        metrics[section] = {
+            **entry["plain"],
+            "tta": entry.get("tta"),
+            "localization": entry.get("localization"),
+            "num_params": run.num_params,
+            "data": results["data"],
+            "evaluated_at": results["evaluated_at"],
+            "predictions": str(out / "predictions" / f"{_safe(run.name)}_{split}.csv"),
+            "out": str(out),
+        }
+        _write_json(path, metrics)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=_jsonable) + "\n")
+    tmp.replace(path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def brief(score: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one score (what `--json` prints per model)."""
+    ci = score.get("ci") or {}
+    return {
+        "macro_auc": score["macro_auc"],
+        "macro_auc_ci": ci.get("macro_auc"),
+        "per_class_auc": score["per_class_auc"],
+        "macro_auprc": score["macro_auprc"],
+        "binary_auc": score["binary_auc"],
+        "binary_auc_ci": ci.get("binary_auc"),
+        "binary_f1": score.get("binary_f1"),
+        "ece_binary": score["calibration"]["binary"]["ece_before"],
+        "ece_binary_scaled": score["calibration"]["binary"]["ece_after"],
+        "n_images": score["n_images"],
+    }
+
+
+def write_csv_outputs(score: dict[str, Any], preds: Predictions, out: Path, *, name: str | None = None) -> Path:
+    """Files of a predictions-CSV evaluation: metrics.json, the joined predictions and the report."""
+    from chexvision.evaluate.report import write_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = name or Path(preds.source).stem or "model"
+    results: dict[str, Any] = {
+        "split": "predictions file",
+        "data": preds.source,
+        "tta": False,
+        "bootstrap": (score.get("ci") or {}).get("n", 0),
+        "seed": (score.get("ci") or {}).get("seed", 0),
+        "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "runs": {model: {"plain": score}},
+        "cam_samples": [],
+    }
+    preds.write_csv(out / "predictions" / f"{_safe(model)}.csv")
+    _write_json(out / "metrics.json", results)
+    write_report(results, {model: {"plain": preds}}, out)
+    return out
