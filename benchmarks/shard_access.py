@@ -67,10 +67,7 @@ def main() -> None:
     }
     for name, enc in (("png", encode_png), ("jpeg95", encode_jpeg)):
         blobs = [enc(img) for img in images]
-        errors = [
-            np.abs(decode_image(b).astype(np.int16) - img).mean()
-            for b, img in zip(blobs, images, strict=True)
-        ]
+        errors = [np.abs(decode_image(b).astype(np.int16) - img).mean() for b, img in zip(blobs, images, strict=True)]
         result[name] = {
             "mean_abs_error_grey_levels": round(float(np.mean(errors)), 3),
             "mean_kib": round(float(np.mean([len(b) for b in blobs])) / 1024, 1),

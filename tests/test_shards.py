@@ -73,9 +73,7 @@ def test_round_trip_our_format_with_metadata(tmp_path: Path) -> None:
         for i in range(5)
     ]
     assert write_shard(tmp_path / "data" / "data-00000-of-00001.parquet", rows, row_group_size=2) == 5
-    index = pickle.loads(
-        pickle.dumps(ShardIndex.open(tmp_path))
-    )  # DataLoader workers receive a pickled index
+    index = pickle.loads(pickle.dumps(ShardIndex.open(tmp_path)))  # DataLoader workers receive a pickled index
     assert len(index) == 5
     assert index.extra["age"] == [40, 41, 42, 43, 44]
     np.testing.assert_array_equal(index.read_image(4), _gray(4))
