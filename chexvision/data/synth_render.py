@@ -43,26 +43,14 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-__all__ = ["BBOX_LABEL_NAMES", "Box", "Rendered", "render_image", "working_size"]
+from chexvision.data.bbox import Box
 
-# NIH's BBox_List_2017 spells Infiltration as `Infiltrate`; every other label keeps its NIH name.
-BBOX_LABEL_NAMES = {"Infiltration": "Infiltrate"}
+__all__ = ["Rendered", "render_image", "working_size"]
 
 _MAX_WORKING = 160  # canvas side in pixels for the canonical drawing; larger outputs are upsampled
 _SHIFT = 4  # sub-pixel bits for cv2 drawing calls
 _ONE = 1 << _SHIFT
 _N_VARIANTS = 8  # pre-rendered texture variants per size
-
-
-@dataclass(frozen=True)
-class Box:
-    """A planted finding's box in output pixel coordinates (NIH `Bbox [x,y,w,h]`)."""
-
-    label: str
-    x: float
-    y: float
-    w: float
-    h: float
 
 
 @dataclass
@@ -503,7 +491,7 @@ def _pose_and_expose(
             continue
         result.boxes.append(
             Box(
-                BBOX_LABEL_NAMES.get(label, label),
+                label,
                 float(lo[0]),
                 float(lo[1]),
                 float(hi[0] - lo[0]),

@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chexvision.data.synth_render import Box, patient_anatomy, render_image
+from chexvision.data.bbox import BBOX_HEADER, Box, write_bbox_csv
+from chexvision.data.synth_render import patient_anatomy, render_image
 from chexvision.errors import BadInputError
 from chexvision.labels import LABELS, NO_FINDING, parse_labels
 
@@ -73,7 +74,6 @@ PATIENT_ID_START = 90_000_000  # synthetic patient ids never collide with NIH's 
 SHARD_ROWS = 1000  # rows per shard file
 FOLLOW_UPS = (0.4, 0.3, 0.2, 0.1)  # P(1, 2, 3, 4 images per patient)
 # NIH BBox_List_2017.csv header, verbatim (its rows have 6 fields, the header 9).
-BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
 DATASET_VERSION = 1
 # Derived from Data_Entry_2017_v2020.csv by `nih_statistics` (a few KB instead of 1 MB, so remote kernels carry it).
 _STATS = "nih_synth_stats.json.gz"
@@ -297,7 +297,7 @@ def generate(n: int, size: int, seed: int, start: int = 0, stop: int | None = No
 # --------------------------------------------------------------------------------------------- writing
 
 
-def _write_one_shard(args: tuple[Path, int, int, int, int, int]) -> tuple[list[list[str]], dict[str, int]]:
+def _write_one_shard(args: tuple[Path, int, int, int, int, int]) -> tuple[list[tuple[str, Box]], dict[str, int]]:
     """Render and write shard `k`; returns its bbox rows and label counts (runs in a worker process)."""
     import cv2
 
@@ -306,24 +306,19 @@ def _write_one_shard(args: tuple[Path, int, int, int, int, int]) -> tuple[list[l
     path, n, size, seed, start, stop = args
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # processes are the parallelism; OpenCV threads would oversubscribe the cores
-    bbox_rows: list[list[str]] = []
+    bbox_rows: list[tuple[str, Box]] = []
     counts: dict[str, int] = {}
     rows = []
     try:
         for s in generate(n, size, seed, start, stop):
             rows.append(ShardRow(s.filename, s.labels, encode_image(s.image), s.patient_id, s.age, s.sex, s.view))
-            for b in s.boxes:
-                bbox_rows.append([s.filename, b.label, _fmt(b.x), _fmt(b.y), _fmt(b.w), _fmt(b.h)])
+            bbox_rows.extend((s.filename, b) for b in s.boxes)
             for name in parse_labels(s.labels) or [NO_FINDING]:
                 counts[name] = counts.get(name, 0) + 1
     finally:
         cv2.setNumThreads(threads)
     write_shard(path, rows)
     return bbox_rows, counts
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.3f}".rstrip("0").rstrip(".")
 
 
 def write_synthetic(
@@ -370,7 +365,7 @@ def write_synthetic(
     for _, c in results:
         for name, v in c.items():
             counts[name] = counts.get(name, 0) + v
-    bbox_csv = _write_bbox_csv(out / "bbox.csv", bbox_rows)
+    bbox_csv = write_bbox_csv(out / "bbox.csv", bbox_rows)
     dataset_json = out / "dataset.json"
     meta = {
         "source": "synthetic",
@@ -410,13 +405,6 @@ def _refuse_foreign_data(out: Path) -> None:
             f"{out} already holds Parquet shards that are not synthetic data",
             "choose an empty or new --out folder",
         )
-
-
-def _write_bbox_csv(path: Path, rows: Sequence[Sequence[str]]) -> Path:
-    """NIH BBox_List_2017 layout: its 9-field header line, then 6-field rows (no quoting needed: no commas)."""
-    lines = [BBOX_HEADER, *(",".join(r) for r in rows)]
-    _atomic_write(path, "\n".join(lines) + "\n")
-    return path
 
 
 def _atomic_write(path: Path, text: str) -> None:

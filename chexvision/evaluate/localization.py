@@ -17,16 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy import ndimage
 from scipy.stats import norm
 
-from chexvision.errors import BadInputError
-from chexvision.labels import LABELS, canonical_label
+from chexvision.data.bbox import Box, read_bbox_csv
+from chexvision.labels import LABELS
 
 __all__ = [
     "IOBB_THRESHOLDS",
@@ -43,20 +41,6 @@ __all__ = [
 IOBB_THRESHOLDS = (0.1, 0.25, 0.5)
 
 
-@dataclass(frozen=True)
-class Box:
-    """x, y: top-left corner; w, h: size; all in pixels of the frame the boxes were drawn in."""
-
-    label: str
-    x: float
-    y: float
-    w: float
-    h: float
-
-    def scaled(self, sx: float, sy: float) -> Box:
-        return Box(self.label, self.x * sx, self.y * sy, self.w * sx, self.h * sy)
-
-
 @dataclass
 class CamRecord:
     """One (image, class) pair: the map at model input size and that class's boxes in the same frame."""
@@ -66,33 +50,6 @@ class CamRecord:
     cam: np.ndarray
     boxes: list[Box]
     peak: tuple[int, int] | None = None  # (y, x) for the pointing game; None: the map's argmax
-
-
-def read_bbox_csv(path: Path) -> dict[str, list[Box]]:
-    """Boxes per image base name from an NIH-format CSV (`Image Index`, `Finding Label`, `Bbox [x`, y, w, `h]`)."""
-    if not Path(path).is_file():
-        raise BadInputError(f"bounding-box file {path} not found", "pass the NIH BBox_List_2017.csv or bbox.csv")
-    frame = pd.read_csv(path)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    rename = {"Bbox [x": "x", "h]": "h", "Image Index": "image", "Finding Label": "label"}
-    frame = frame.rename(columns=rename)
-    need = ["image", "label", "x", "y", "w", "h"]
-    if any(c not in frame.columns for c in need):
-        raise BadInputError(
-            f"{path} is not in the NIH BBox_List format (columns {list(frame.columns)[:6]})",
-            "expected `Image Index,Finding Label,Bbox [x,y,w,h]`",
-        )
-    boxes: dict[str, list[Box]] = {}
-    coords = frame[["x", "y", "w", "h"]].to_numpy(dtype=np.float64)
-    for image, raw_label, (x, y, w, h) in zip(frame["image"], frame["label"], coords, strict=True):
-        name = str(image).replace("\\", "/").rsplit("/", 1)[-1]
-        try:
-            label = canonical_label(str(raw_label))
-        except ValueError:  # NIH spells Infiltration "Infiltrate" in the box list
-            label = "Infiltration" if str(raw_label).lower().startswith("infiltrat") else ""
-        if label:
-            boxes.setdefault(name, []).append(Box(label, float(x), float(y), float(w), float(h)))
-    return boxes
 
 
 def cam_box(cam: np.ndarray, cam_threshold: float = 0.5) -> tuple[int, int, int, int]:
