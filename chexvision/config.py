@@ -62,6 +62,7 @@ class DataConfig:
     workers: int = 4  # DataLoader worker processes per training process (Kaggle has 4 CPU cores)
     split_scheme: str | None = None  # official | chexnet | patient; None = dataset.json default, else official
     seed: int = 0  # split seed (which patients go to validation / the patient scheme)
+    strict: bool = False  # a corrupt image: false = report file and row, skip, count; true = stop the run
     mean: float = 0.449  # normalisation mean on [0, 1] pixels (ImageNet RGB means averaged)
     std: float = 0.226  # normalisation std on [0, 1] pixels (ImageNet RGB stds averaged)
     # Training augmentation, incl. CLAHE (`aug.clahe`: auto | always | never, applied to train and eval alike).

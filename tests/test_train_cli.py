@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,33 @@ def test_failed_run_exits_1(synth: Path, tmp_path: Path, monkeypatch: pytest.Mon
     result = runner.invoke(app, args)
     assert result.exit_code == 1 and "error: training diverged" in result.output
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "error"
+
+
+@pytest.fixture(scope="module")
+def corrupt_synth(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic set plus a shard of undecodable images (ten patients: some land in train and val)."""
+    import shutil
+
+    from chexvision.data.shards import ShardRow, write_shard
+
+    out = tmp_path_factory.mktemp("corrupt")
+    shutil.copytree(synth, out, dirs_exist_ok=True)
+    rows = [ShardRow(f"9009999{i}_000.png", "Mass", b"not an image") for i in range(10)]
+    write_shard(out / "data" / "zz-bad.parquet", rows)
+    return out
+
+
+def test_corrupt_image_is_skipped_and_counted(corrupt_synth: Path, tmp_path: Path) -> None:
+    args = ["train", "--model", "seresnet", "--data", str(corrupt_synth), "--out", str(tmp_path / "r"), *FAST,
+            *TINY_SE, "--set", "schedule.epochs=1"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"skipped [1-9]\d* unreadable images", (tmp_path / "r" / "train.log").read_text())
+
+
+def test_corrupt_image_with_strict_is_exit_2_naming_shard_and_row(corrupt_synth: Path, tmp_path: Path) -> None:
+    args = ["train", "--model", "seresnet", "--data", str(corrupt_synth), "--out", str(tmp_path / "r"), *FAST,
+            *TINY_SE, "--set", "schedule.epochs=1", "--strict"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert re.search(r"zz-bad\.parquet row \d \(9009999\d_000\.png\)", result.output)

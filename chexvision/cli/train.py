@@ -41,9 +41,11 @@ def _default_preset(device: str) -> str:
 
 
 def _flag_overrides(
-    model: str, split_scheme: str | None, no_pretrained: bool, weights: Path | None, device: str
+    model: str, split_scheme: str | None, no_pretrained: bool, weights: Path | None, device: str, strict: bool
 ) -> list[str]:
     flags = [f"model.name={json.dumps(model)}", f"device={json.dumps(device)}"]
+    if strict:
+        flags.append("data.strict=true")
     if split_scheme is not None:
         flags.append(f"data.split_scheme={json.dumps(split_scheme)}")
     if no_pretrained:
@@ -175,11 +177,14 @@ def register(app: typer.Typer) -> None:
         weights: Annotated[Path | None, typer.Option(help="Local pretrained-weights file.")] = None,
         run_id: Annotated[str | None, typer.Option(help="Run id (default: <model>-<utc time>-<hex>).")] = None,
         device: Annotated[DeviceName, typer.Option(help="cpu | cuda | auto.")] = DeviceName.auto,
+        strict: Annotated[
+            bool, typer.Option("--strict", help="Stop at a corrupt image (default: report it, skip it, count it).")
+        ] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         """Train a model into a run directory (run.json, config.json, history.json, model.safetensors, ...)."""
         started = time.monotonic()
-        flags = _flag_overrides(model.value, split_scheme, no_pretrained, weights, device.value)
+        flags = _flag_overrides(model.value, split_scheme, no_pretrained, weights, device.value, strict)
         cfg = resolve_train_config(
             out=out, resume=resume, preset=preset, config=config, overrides=list(set_ or []), flags=flags,
             model=model.value, device=device.value,

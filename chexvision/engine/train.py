@@ -184,7 +184,7 @@ def _make_loaders(cfg: TrainConfig, data_dir: Path, dist: DistInfo) -> Any:
     loaders = make_loaders(
         data_dir, size=cfg.data.size, batch_size=cfg.data.batch_size, split_scheme=cfg.data.split_scheme,
         seed=cfg.data.seed, workers=cfg.data.workers, device=dist.device, aug=cfg.data.aug,
-        distributed=dist.enabled,
+        distributed=dist.enabled, strict=cfg.data.strict,
     )  # fmt: skip
     if loaders.train is None or len(loaders.train) == 0:
         raise BadInputError(f"{data_dir} has no training images for split {loaders.split_scheme!r}", "check --data")
@@ -325,6 +325,8 @@ def fit(
         if best["best_epoch"] is None:  # no epoch had a defined AUC: publish the last weights
             save_safetensors(run.weights, model.state_dict())
         run.set_status(status, None if status == "complete" else reason)
+        if loaders.skipped:
+            run.append_log(f"skipped {loaders.skipped} unreadable images (reported above; --strict makes them fatal)")
         run.append_log(f"run {status} ({reason})")
     return FitResult(status, reason, run.path, run_id, best["best_epoch"], best["best_auc"], history)
 
