@@ -68,7 +68,7 @@ REFERENCES: tuple[dict[str, str], ...] = (
     {
         "name": "Original CheXVision DenseNet-121 / SE-ResNet",
         "macro_auc": "0.8459 / 0.8141",
-        "split": "per-image random split that LEAKS patients between train and test: not comparable",
+        "split": "per-image random split that LEAKS patients between train and validation: not comparable",
         "comparable_with": "",
     },
 )
