@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dispatch.errors import SecretFoundError
 
-__all__ = ["Bundle", "build_bundle", "bundle_files", "find_secret", "repo_root"]
+__all__ = ["Bundle", "build_bundle", "bundle_files", "find_secret", "find_secret_in_text", "repo_root"]
 
 PACKAGE = "chexvision"
 RESOURCES = "chexvision/data/resources/"
@@ -80,7 +80,11 @@ def find_secret(path: Path) -> str | None:
         return _SECRET_SUFFIXES[path.suffix]
     if path.stat().st_size > 2_000_000:
         return None
-    text = path.read_bytes().decode("utf-8", errors="ignore")
+    return find_secret_in_text(path.read_bytes().decode("utf-8", errors="ignore"))
+
+
+def find_secret_in_text(text: str) -> str | None:
+    """What kind of credential `text` holds, or None."""
     for pattern, what in _SECRET_PATTERNS:
         if pattern.search(text):
             return what

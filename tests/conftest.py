@@ -37,9 +37,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Each test gets its own CHEXVISION_HOME, KAGGLE_CONFIG_DIR and HF_HOME (empty: no credentials)."""
+    """Each test gets its own HOME, CHEXVISION_HOME, KAGGLE_CONFIG_DIR and HF_HOME (empty: no credentials)."""
     base = tmp_path_factory.mktemp("home")
-    for var, sub in (("CHEXVISION_HOME", "chexvision"), ("KAGGLE_CONFIG_DIR", "kaggle"), ("HF_HOME", "hf")):
+    # HOME too: Kaggle's client also looks in ~/.config/kaggle and ~/.kaggle/access_token.
+    dirs = (("HOME", "user"), ("CHEXVISION_HOME", "chexvision"), ("KAGGLE_CONFIG_DIR", "kaggle"), ("HF_HOME", "hf"))
+    for var, sub in dirs:
         (base / sub).mkdir()
         monkeypatch.setenv(var, str(base / sub))
     yield base

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from chexvision.cli.main import app
@@ -62,7 +63,49 @@ def test_bad_usage_exits_2(tmp_path: object) -> None:
     assert out.exit_code == 2 and "not a data source" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "synthetic:x"], "is not synthetic[:IMAGES[:SIZE]]"),
+        (["--data", "synthetic:10:64:3"], "is not synthetic[:IMAGES[:SIZE]]"),
+        (["--data", "synthetic:0"], "is not synthetic[:IMAGES[:SIZE]]"),
+        (["--data", "kaggle:owner/"], "is not kaggle:OWNER/SLUG"),
+        (["--split-scheme", "random"], "unknown split scheme 'random' — choose one of: official, chexnet, patient"),
+        (["--time-budget", "0"], "is not a positive number of hours"),
+        (["--set", "hub.token=hf_" + "x" * 34], "a --set value looks like a Hugging Face token"),
+        (["--data", "kaggle:owner/slug"], "the local backend cannot read a Kaggle dataset — use --backend kaggle"),
+        (["--gpu", "a100"], "the local backend uses this machine's GPUs"),
+    ],
+)
+def test_bad_request_is_refused_before_anything_runs(args: list[str], message: str) -> None:
+    out = runner.invoke(app, ["dispatch", "train", "--model", "densenet", "--backend", "local", *args])
+    assert out.exit_code == 2 and message in out.stderr
+    assert "hf_xxxx" not in out.output  # a secret is never echoed back
+    assert json.loads(runner.invoke(app, ["status", "--json"]).stdout) == []
+
+
+def test_data_sources() -> None:
+    from chexvision.data.download import REPO_ID, REVISION
+    from dispatch.runs import parse_data_source
+
+    assert parse_data_source(None, "kaggle") == {"kind": "hf", "repo_id": REPO_ID, "revision": REVISION}
+    assert parse_data_source("hf:me/xray", "kaggle")["revision"] == "main"  # never another repo's pinned sha
+    assert parse_data_source("hf:me/xray@abc", "kaggle")["revision"] == "abc"
+    assert parse_data_source("synthetic:400", "local") == {"kind": "synthetic", "images": 400, "size": 64, "seed": 0}
+
+
 def test_fetch_refuses_a_running_run() -> None:
     _add("live", RunStatus.SUBMITTING)
     out = runner.invoke(app, ["fetch", "--run", "live", "--no-publish"])
     assert out.exit_code == 2 and "still submitting" in out.stderr
+
+
+def test_names_match_the_library() -> None:
+    """dispatch repeats these names so that it never imports torch or pandas; they must not drift."""
+    from chexvision.data.splits import SPLIT_SCHEMES
+    from chexvision.models import list_models
+    from dispatch.runs import MODELS
+    from dispatch.runs import SPLIT_SCHEMES as DISPATCH_SCHEMES
+
+    assert sorted(MODELS) == sorted(list_models())
+    assert sorted(DISPATCH_SCHEMES) == sorted(SPLIT_SCHEMES)

@@ -6,20 +6,14 @@ Everything above the fake is real: request objects are the official kagglesdk on
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from kagglesdk.kernels.types.kernels_api_service import (
-    ApiAcceleratorQuota,
-    ApiGetAcceleratorQuotaStatisticsResponse,
-    ApiGetKernelSessionStatusResponse,
-    ApiKernelSessionOutputFile,
-    ApiListKernelSessionOutputResponse,
-    ApiSaveKernelResponse,
-)
+from kaggle_fake import FakeKaggle, dispatch, http_error, install_fake, output_body
 from kagglesdk.kernels.types.kernels_enums import KernelWorkerStatus
 from slugify import slugify
 from typer.testing import CliRunner
@@ -31,120 +25,9 @@ from dispatch.registry import Registry
 from dispatch.status import KAGGLE_STATUS_MAP, RunStatus
 
 
-def http_error(code: int) -> requests.HTTPError:
-    response = requests.Response()
-    response.status_code = code
-    return requests.HTTPError(f"HTTP {code}", response=response)
-
-
-def output_body(name: str) -> bytes:
-    if name == "model.safetensors":
-        header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
-        return len(header).to_bytes(8, "little") + header + b"\0" * 4
-    if name == "chexvision-status.json":
-        return json.dumps({"status": "error", "reason": "data download failed with exit code 1: 404"}).encode()
-    if name.endswith(".json"):
-        return json.dumps({"best_val_macro_auc": 0.81, "epochs": []}).encode()
-    return b"log\n"
-
-
-class FakeKaggle:
-    """Records every request; answers like the Kaggle API would."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.failures: dict[str, list[BaseException]] = {}
-        self.push_error: str | None = None
-        self.status = KernelWorkerStatus.RUNNING
-        self.failure_message = ""
-        self.pages: list[list[str]] = [
-            ["run.json", "config.json"],
-            ["history.json", "metrics.json"],
-            ["model.safetensors", "sub/train.log"],
-        ]
-        self.downloads: list[tuple[str, int]] = []
-        self.quota_left = timedelta(hours=20)
-
-    def _record(self, name: str, request: Any) -> None:
-        self.calls.append((name, request))
-        queue = self.failures.get(name)
-        if queue:
-            raise queue.pop(0)
-
-    def username(self) -> str:
-        return "alice"
-
-    def save_kernel(self, request: Any) -> ApiSaveKernelResponse:
-        self._record("save_kernel", request)
-        response = ApiSaveKernelResponse()
-        if self.push_error:
-            response.error = self.push_error
-            return response
-        response.ref = f"/code/{request.slug}"
-        response.version_number = 1
-        return response
-
-    def get_kernel_session_status(self, request: Any) -> ApiGetKernelSessionStatusResponse:
-        self._record("get_kernel_session_status", request)
-        response = ApiGetKernelSessionStatusResponse()
-        response.status = self.status
-        response.failure_message = self.failure_message
-        return response
-
-    def list_kernel_session_output(self, request: Any) -> ApiListKernelSessionOutputResponse:
-        self._record("list_kernel_session_output", request)
-        index = int(request.page_token or 0)
-        response = ApiListKernelSessionOutputResponse()
-        files = []
-        for name in self.pages[index]:
-            item = ApiKernelSessionOutputFile()
-            item.file_name = name
-            item.url = f"https://fake/{name}"
-            files.append(item)
-        response.files = files
-        response.log = json.dumps([{"stream_name": "stdout", "time": 1.0, "data": "epoch 1 done\n"}])
-        response.next_page_token = str(index + 1) if index + 1 < len(self.pages) else ""
-        return response
-
-    def delete_kernel(self, request: Any) -> None:
-        self._record("delete_kernel", request)
-
-    def get_accelerator_quota_statistics(self, request: Any) -> ApiGetAcceleratorQuotaStatisticsResponse:
-        self._record("get_accelerator_quota_statistics", request)
-        quota = ApiAcceleratorQuota()
-        quota.total_time_allowed = timedelta(hours=30)
-        quota.time_used = timedelta(hours=30) - self.quota_left
-        quota.time_reserved = timedelta()
-        response = ApiGetAcceleratorQuotaStatisticsResponse()
-        response.gpu_quota = quota
-        return response
-
-    def download(self, url: str, dest: Path, offset: int = 0) -> None:
-        self.downloads.append((url, offset))
-        body = output_body(url.removeprefix("https://fake/"))
-        with open(dest, "ab" if offset else "wb") as out:
-            out.write(body[offset:])
-
-    def requests_named(self, name: str) -> list[Any]:
-        return [r for n, r in self.calls if n == name]
-
-
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
-    tiny = tmp_path / "tree"  # a tiny source tree keeps each dispatch fast; bundling is tested on its own
-    (tiny / "chexvision").mkdir(parents=True)
-    (tiny / "chexvision" / "__init__.py").write_text("")
-    monkeypatch.setattr(runs, "repo_root", lambda: tiny)
-    fake = FakeKaggle()
-    monkeypatch.setattr(kaggle_backend, "KaggleClient", lambda: fake)
-    monkeypatch.setattr(kaggle_backend, "backoff_sleep", lambda s: fake.calls.append(("sleep", s)))
-    config = Path(__import__("os").environ["KAGGLE_CONFIG_DIR"])
-    (config / "kaggle.json").write_text(json.dumps({"username": "alice", "key": "not-a-real-key"}))
-    return fake
-
-
-def dispatch(**kwargs: Any) -> runs.DispatchResult:
-    return runs.dispatch_train(runs.TrainRequest(model="densenet", backend="kaggle", preset="smoke", **kwargs))
+    return install_fake(monkeypatch, tmp_path)
 
 
 def test_push_request_fields(fake: FakeKaggle) -> None:
@@ -159,11 +42,13 @@ def test_push_request_fields(fake: FakeKaggle) -> None:
     assert push.dataset_data_sources == ["nih-chest-xrays/data"]
     assert push.kernel_data_sources == []
     assert f"RUN_ID = {result.run_id!r}" in push.text and "BUNDLE_B64" in push.text
+    assert "TIME_BUDGET_HOURS = 11.0" in push.text  # stops cleanly before Kaggle's 12 h limit unless told otherwise
     assert result.handle == f"alice/{slug}/1" and result.status == RunStatus.QUEUED
     with Registry.open() as reg:
         record = reg.get(result.run_id)
     assert (record.kaggle_owner, record.kaggle_slug, record.kaggle_version) == ("alice", slug, 1)
     assert record.bundle_sha256 == result.bundle_sha256
+    assert record.command[record.command.index("--time-budget") + 1] == "11.0"
 
 
 def test_default_data_is_pinned_hf_dataset(fake: FakeKaggle) -> None:
@@ -209,9 +94,20 @@ def test_error_without_message_reads_the_kernel_marker(fake: FakeKaggle) -> None
     assert record.failure_reason == "data download failed with exit code 1: 404"
 
 
+def test_complete_at_the_time_budget_says_how_to_continue(fake: FakeKaggle) -> None:
+    result = dispatch()
+    fake.status = KernelWorkerStatus.COMPLETE
+    fake.marker = {"status": "complete", "reason": "stopped at the time budget; continue with --resume-from x"}
+    fake.pages[-1].append("chexvision-status.json")
+    record = runs.get_run(result.run_id)
+    assert record.status == RunStatus.COMPLETE and "time budget" in (record.failure_reason or "")
+
+
 def test_output_download_across_pages_pinned_and_resumable(fake: FakeKaggle, tmp_path: Path) -> None:
     result = dispatch()
     fake.status = KernelWorkerStatus.COMPLETE
+    assert runs.get_run(result.run_id).status == RunStatus.COMPLETE
+    fake.calls.clear()  # what follows is the fetch alone
     out = tmp_path / "run"
     out.mkdir()
     (out / "model.safetensors.part").write_bytes(output_body("model.safetensors")[:5])  # an interrupted earlier fetch
@@ -298,6 +194,14 @@ def test_cancel_deletes_the_runs_kernel(fake: FakeKaggle) -> None:
     assert len(fake.requests_named("delete_kernel")) == 1  # already ended: nothing to do
 
 
+def test_refused_delete_is_surfaced(fake: FakeKaggle) -> None:
+    result = dispatch()
+    fake.delete_error = "Kernel is locked"
+    out = CliRunner().invoke(app, ["cancel", result.run_id])
+    assert out.exit_code == 3 and "Kernel is locked" in out.stderr
+    assert not runs.get_run(result.run_id, refresh=False).status.is_terminal()  # not recorded as cancelled
+
+
 def test_resume_attaches_parent_version(fake: FakeKaggle) -> None:
     parent = dispatch()
     fake.status = KernelWorkerStatus.COMPLETE
@@ -317,22 +221,69 @@ def test_preflight_refuses_a_third_session(fake: FakeKaggle) -> None:
     assert len(fake.requests_named("save_kernel")) == 2
 
 
+def test_local_folder_is_refused_on_kaggle(fake: FakeKaggle, tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        app, ["dispatch", "train", "--model", "densenet", "--backend", "kaggle", "--data", str(tmp_path)]
+    )
+    assert out.exit_code == 2 and "the kaggle backend cannot read a local folder" in out.stderr
+    assert fake.calls == [] and runs.list_runs(refresh=False) == []
+
+
 def test_preflight_refuses_without_gpu_quota(fake: FakeKaggle) -> None:
     fake.quota_left = timedelta()
     out = CliRunner().invoke(app, ["dispatch", "train", "--model", "densenet", "--backend", "kaggle"])
     assert out.exit_code == 3 and "GPU quota" in out.stderr
     assert fake.requests_named("save_kernel") == []
+    assert runs.list_runs(refresh=False) == []  # refused before it was recorded
 
 
 def test_no_credentials_refuses_kaggle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kaggle_backend, "KaggleClient", lambda: pytest.fail("client must not be built"))
     out = CliRunner().invoke(app, ["dispatch", "train", "--model", "densenet", "--backend", "kaggle"])
     assert out.exit_code == 3 and "no Kaggle credentials" in out.stderr
+    assert os.environ["KAGGLE_CONFIG_DIR"] in out.stderr  # the hint names where the client looks
+    assert runs.list_runs(refresh=False) == []
+
+
+def test_credentials_found_where_the_client_looks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from dispatch.backends.kaggle_client import credentials_configured
+
+    monkeypatch.delenv("KAGGLE_CONFIG_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert not credentials_configured()
+    xdg = tmp_path / ".config" / "kaggle"  # kaggle's default on Linux when ~/.kaggle does not exist
+    xdg.mkdir(parents=True)
+    (xdg / "kaggle.json").write_text("{}")
+    assert credentials_configured()
+    (xdg / "kaggle.json").unlink()
+    (tmp_path / ".kaggle").mkdir()
+    (tmp_path / ".kaggle" / "access_token").write_text("token")
+    assert credentials_configured()
+
+
+def test_client_notices_stay_off_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    """The kaggle client prints version warnings to stdout, where `--json` goes: they must land on stderr."""
+    from contextlib import contextmanager
+
+    from dispatch.backends.kaggle_client import KaggleClient
+
+    class Api:
+        @contextmanager
+        def build_kaggle_client(self) -> Any:
+            print("Warning: Looks like you're using an outdated `kaggle` version")
+            yield type("K", (), {"kernels": type("S", (), {"kernels_api_client": FakeKaggle()})})
+
+    client = KaggleClient()
+    client._kaggle = Api()
+    client.delete_kernel(None)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "outdated" in captured.err
 
 
 def test_default_backend_follows_credentials(fake: FakeKaggle, monkeypatch: pytest.MonkeyPatch) -> None:
     assert runs.default_backend() == ("kaggle", None)
-    (Path(__import__("os").environ["KAGGLE_CONFIG_DIR"]) / "kaggle.json").unlink()
+    (Path(os.environ["KAGGLE_CONFIG_DIR"]) / "kaggle.json").unlink()
     backend, notice = runs.default_backend()
     assert backend == "local" and notice and "local" in notice
 

@@ -138,6 +138,8 @@ def test_cancel_terminates_process_group(stub_tree: Path, monkeypatch: pytest.Mo
         time.sleep(0.1)
     assert not runs_process_alive(record.pid, record.pid_start)
     assert CliRunner().invoke(app, ["status", result.run_id]).exit_code == 1
+    marker = json.loads((Path(record.local_dir or "") / "working" / "chexvision-status.json").read_text())
+    assert marker["status"] == "error" and "SIGTERM" in marker["reason"]  # the kernel said why it stopped
 
 
 def runs_process_alive(pid: int | None, start: str | None) -> bool:

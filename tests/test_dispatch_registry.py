@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -45,8 +46,11 @@ def test_round_trip_and_update(tmp_path: Path) -> None:
 
 
 def test_wal_and_explicit_open(tmp_path: Path) -> None:
+    code = "import dispatch.runs, dispatch.registry, chexvision.cli.main"  # what the CLI imports on start-up
+    env = {**os.environ, "CHEXVISION_HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     path = tmp_path / "runs.db"
-    assert not path.exists()  # nothing at import
+    assert not path.exists()  # nothing opened at import
     with Registry.open(path):
         pass
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

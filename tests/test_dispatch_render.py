@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
+import importlib.util
 import json
 import random
+import sys
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pytest
@@ -94,3 +98,38 @@ def test_too_large_kernel_names_its_size(tmp_path: Path, monkeypatch: pytest.Mon
         ["dispatch", "train", "--model", "densenet", "--backend", "kaggle", "--dry-run", "--out", str(tmp_path / "k2")],
     )
     assert out.exit_code == 2 and "over Kaggle's 1,000,000-byte limit" in out.stderr
+
+
+def _load_kernel(tmp_path: Path, spec: KernelSpec) -> Any:
+    path = tmp_path / "train.py"
+    path.write_text(render_script(spec))
+    module_spec = importlib.util.spec_from_file_location("rendered_kernel", path)
+    assert module_spec and module_spec.loader
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_two_gpus_train_through_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = dataclasses.replace(SPEC, preset="kaggle-t4", time_budget=11.0, resume_source="chexvision-parent")
+    kernel = _load_kernel(tmp_path, spec)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(kernel, "gpu_count", lambda: 2)
+    monkeypatch.setattr(kernel, "run_step", lambda step, cmd, env=None: calls.append([str(c) for c in cmd]))
+    kernel.train({}, Path("/kaggle/tmp/data"))
+    [cmd] = calls
+    launcher = cmd[: cmd.index("--standalone")]
+    assert launcher in (
+        [str(Path(sys.executable).with_name("torchrun"))],
+        [sys.executable, "-m", "torch.distributed.run"],
+    )
+    rest = cmd[len(launcher) :]
+    assert rest[:6] == ["--standalone", "--nproc_per_node", "2", "-m", "chexvision", "train"]
+    args = rest[6:]
+    assert args[args.index("--model") + 1] == "densenet" and args[args.index("--run-id") + 1] == SPEC.run_id
+    assert args[args.index("--out") + 1] == str(kernel.WORKING)
+    assert args[args.index("--time-budget") + 1] == "11.0" and args[args.index("--set") + 1] == "optim.lr=0.1"
+    assert "--resume" in args
+    monkeypatch.setattr(kernel, "gpu_count", lambda: 1)
+    kernel.train({}, Path("/data"))
+    assert calls[-1][:4] == [sys.executable, "-m", "chexvision", "train"]

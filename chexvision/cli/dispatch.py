@@ -126,6 +126,7 @@ def dispatch_train(
     """Bundle the sources, render the kernel and start a training run; prints the run id."""
     from chexvision.errors import BadInputError
     from dispatch import runs
+    from dispatch.render import KAGGLE_SOURCE_LIMIT
 
     if dry_run and out is None:
         raise BadInputError("--dry-run needs --out DIR", "e.g. --dry-run --out ./kernel")
@@ -146,7 +147,7 @@ def dispatch_train(
         err.print(f"note: {result.notice}")
     err.print(
         f"bundle {result.bundle_size:,} bytes ({result.bundle_files} files, sha256 {result.bundle_sha256[:12]}); "
-        f"kernel script {result.script_size:,} bytes (Kaggle limit 1,000,000)"
+        f"kernel script {result.script_size:,} bytes (Kaggle limit {KAGGLE_SOURCE_LIMIT:,})"
     )
     if result.dry_run_dir is not None:
         err.print(f"dry run: kernel folder written to {result.dry_run_dir}; nothing pushed")
@@ -177,9 +178,7 @@ def status(
     from dispatch import runs
 
     if run_id is None:
-        records = runs.list_runs()
-        if watch:
-            records = _watch_all(records)
+        records = runs.wait_for_runs() if watch else runs.list_runs()
         if as_json:
             typer.echo(json.dumps([r.to_json() for r in records]))
         elif not records:
@@ -206,19 +205,6 @@ def status(
     else:
         _print_detail(record, runs.run_logs(run_id))
     raise typer.Exit(_status_exit(record))
-
-
-def _watch_all(records: list[RunRecord]) -> list[RunRecord]:
-    import time
-
-    from dispatch import runs
-
-    interval = 2.0
-    while any(not r.status.is_terminal() for r in records):
-        time.sleep(interval)
-        interval = min(interval * 1.5, 60.0)
-        records = runs.list_runs()
-    return records
 
 
 def logs(

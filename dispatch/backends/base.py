@@ -61,6 +61,7 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     max_active_runs: ClassVar[int | None] = None  # the backend's limit on concurrent sessions, if any
     source_limit: ClassVar[int | None] = None  # the largest kernel script the backend accepts, in bytes
+    default_time_budget: ClassVar[float | None] = None  # hours of training when --time-budget is not given
     # What this backend cannot do, so callers can refuse early with a clear message.
     cannot: ClassVar[frozenset[str]] = frozenset()
 
@@ -70,16 +71,17 @@ class Backend(abc.ABC):
 
         return render_kernel(folder, self._kernel_spec(request), self._metadata_spec(request))
 
-    def launch(self, request: LaunchRequest, folder: Path) -> dict[str, Any]:
-        """Render, check, submit. Returns the registry fields to record (handle, pid, status...)."""
-        rendered = self.render(request, folder)
-        self.check_size(rendered)
-        self._preflight(rendered, request)
-        return self._submit(rendered, request)
-
     def check_size(self, rendered: RenderedKernel) -> None:
         if self.source_limit is not None and rendered.script_size >= self.source_limit:
             raise KernelTooLargeError(rendered.script_size, self.source_limit, rendered.script)
+
+    def preflight(self, rendered: RenderedKernel, request: LaunchRequest) -> None:
+        """Refuse before anything is recorded or sent: credentials, metadata, quota (where the backend tells)."""
+        self._preflight(rendered, request)
+
+    def submit(self, rendered: RenderedKernel, request: LaunchRequest) -> dict[str, Any]:
+        """Start the rendered kernel. Returns the registry fields to record (handle, pid, status...)."""
+        return self._submit(rendered, request)
 
     def poll(self, record: RunRecord) -> RemoteState:
         """The run's current state as the backend sees it."""

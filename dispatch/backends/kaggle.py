@@ -29,7 +29,7 @@ from dispatch.backends.base import (
     kernel_title,
     read_marker,
 )
-from dispatch.backends.kaggle_client import KaggleClient, credentials_configured
+from dispatch.backends.kaggle_client import KaggleClient, credentials_configured, no_credentials_error
 from dispatch.errors import BackendUnavailableError, PushRejectedError
 from dispatch.registry import RunRecord, utcnow
 from dispatch.render import KAGGLE_SOURCE_LIMIT, KernelSpec, MetadataSpec, RenderedKernel
@@ -112,6 +112,9 @@ class KaggleBackend(Backend):
     name = "kaggle"
     max_active_runs = 2  # Kaggle runs at most two GPU sessions per account at once
     source_limit = KAGGLE_SOURCE_LIMIT
+    # A session is killed at 12 h: train for 11 so the run stops cleanly (data download and the final save
+    # take the rest) and can be continued with --resume-from.
+    default_time_budget = 11.0
     cannot = frozenset({"local-data-dir"})
 
     def __init__(self, client: Any = None, sleep: Callable[[float], None] | None = None) -> None:
@@ -144,7 +147,12 @@ class KaggleBackend(Backend):
 
     # --- rendering --------------------------------------------------------------------------------------------
     def owner(self) -> str:
-        name = self.client.username()
+        try:  # an access token is resolved to a user name over the network
+            name = self.client.username()
+        except CheXVisionError:
+            raise
+        except Exception as exc:
+            raise translate_error(exc, "the user name lookup") from exc
         if not name:
             raise BackendUnavailableError("could not tell the Kaggle user name", "set KAGGLE_USERNAME")
         return str(name)
@@ -157,9 +165,7 @@ class KaggleBackend(Backend):
         run_id = request.record.run_id
         if request.gpu not in GPU_SHAPES:
             raise BadInputError(f"unknown GPU {request.gpu!r}", f"choose one of: {', '.join(GPU_SHAPES)}")
-        data = request.kernel.data
-        if data["kind"] == "dir":
-            raise BadInputError("a local data folder cannot be used on Kaggle", "use --data hf or kaggle:OWNER/SLUG")
+        data = request.kernel.data  # a local folder was refused by `cannot` before bundling
         datasets = [data["dataset"]] if data["kind"] == "kaggle" else []
         kernels = []
         if request.parent is not None:
@@ -178,13 +184,9 @@ class KaggleBackend(Backend):
     # --- launch ------------------------------------------------------------------------------------------------
     def _preflight(self, rendered: RenderedKernel, request: LaunchRequest) -> None:
         if not credentials_configured():
-            raise BackendUnavailableError(
-                "no Kaggle credentials configured", "put kaggle.json in ~/.kaggle or use --backend local"
-            )
+            raise no_credentials_error()
         meta = json.loads(rendered.metadata.read_text())
         problems = validate_metadata(meta, rendered.folder)
-        if rendered.script_size >= KAGGLE_SOURCE_LIMIT:
-            problems.append(f"script is {rendered.script_size:,} bytes (limit {KAGGLE_SOURCE_LIMIT:,})")
         if problems:
             raise BadInputError(f"kernel metadata invalid: {'; '.join(problems)}", "this is a dispatch bug; report it")
         self._check_gpu_quota()
@@ -287,11 +289,15 @@ class KaggleBackend(Backend):
         status = from_kaggle(response.status)
         reason = getattr(response, "failure_message", None) or None
         if status == RunStatus.ERROR and not reason:
-            reason = self._marker_reason(record)
+            reason = self._marker_reason(record) or (
+                f"the kernel failed before writing its status marker; see `chexvision logs {record.run_id}`"
+            )
+        elif status == RunStatus.COMPLETE:
+            reason = self._marker_reason(record)  # e.g. stopped at the time budget: how to continue it
         return RemoteState(status, reason)
 
     def _marker_reason(self, record: RunRecord) -> str | None:
-        """The reason the kernel wrote to its status marker (Kaggle often gives no failure message)."""
+        """The reason the kernel wrote to its status marker (Kaggle often gives no failure message), if any."""
         token = ""
         while True:
             page = self._output_page(record, token)
@@ -303,7 +309,7 @@ class KaggleBackend(Backend):
                     return str(marker.get("reason")) if marker and marker.get("reason") else None
             token = getattr(page, "next_page_token", None) or ""
             if not token:
-                return "the kernel failed before writing its status marker; see `chexvision logs`"
+                return None
 
     def _output_page(self, record: RunRecord, token: str) -> Any:
         from kagglesdk.kernels.types.kernels_api_service import ApiListKernelSessionOutputRequest
@@ -319,11 +325,20 @@ class KaggleBackend(Backend):
     def _cancel(self, record: RunRecord) -> RemoteState:
         from kagglesdk.kernels.types.kernels_api_service import ApiDeleteKernelRequest
 
+        if not record.kaggle_handle:  # the push never returned a version: there is nothing remote to stop
+            return RemoteState(RunStatus.CANCELLED, "cancelled by the user before Kaggle accepted the push")
         request = ApiDeleteKernelRequest()
         request.user_name = record.kaggle_owner
         request.kernel_slug = record.kaggle_slug  # the run's own kernel: its only version is N
+        response = None
         with contextlib.suppress(BadInputError):  # already gone (404): cancelling twice converges
-            self._call("delete_kernel", request, f"the cancel of {record.kaggle_handle}")
+            response = self._call("delete_kernel", request, f"the cancel of {record.kaggle_handle}")
+        error = getattr(response, "error_message", None)
+        if error:  # like a push, a refused delete answers 200 with the reason in the body
+            raise BackendUnavailableError(
+                f"Kaggle did not delete {record.kaggle_owner}/{record.kaggle_slug}: {error}",
+                f"retry `chexvision cancel {record.run_id}`, or delete the kernel on kaggle.com",
+            )
         return RemoteState(RunStatus.CANCELLED, "cancelled by the user (Kaggle kernel version deleted)")
 
     def _download(self, record: RunRecord, dest: Path) -> list[Path]:

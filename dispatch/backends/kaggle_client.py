@@ -12,27 +12,47 @@ import contextlib
 import io
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dispatch.errors import BackendUnavailableError
 
-__all__ = ["KaggleClient", "credentials_configured", "kaggle_config_dir"]
+__all__ = ["KaggleClient", "configured_username", "credentials_configured", "kaggle_config_dir", "no_credentials_error"]
 
 
 def kaggle_config_dir() -> Path:
-    return Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
+    """Where the client reads kaggle.json: $KAGGLE_CONFIG_DIR, else ~/.kaggle if it exists, else (Linux) XDG."""
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"])
+    legacy = Path.home() / ".kaggle"
+    if sys.platform.startswith("linux") and not legacy.exists():
+        return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+    return legacy
 
 
 def credentials_configured() -> bool:
-    """Whether Kaggle credentials are set up, by the same sources the client reads; never imports it."""
+    """Whether Kaggle credentials are set up, by the same sources the client reads; never imports it.
+
+    Mirrors kaggle 2.2.5: KAGGLE_API_TOKEN, then ~/.kaggle/access_token[.txt] (always under the home folder),
+    then KAGGLE_USERNAME + KAGGLE_KEY or kaggle.json in `kaggle_config_dir()`.
+    """
     if os.environ.get("KAGGLE_API_TOKEN"):
+        return True
+    tokens = Path.home() / ".kaggle"
+    if (tokens / "access_token").is_file() or (tokens / "access_token.txt").is_file():
         return True
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
         return True
-    folder = kaggle_config_dir()
-    return (folder / "kaggle.json").is_file() or (folder / "access_token").is_file()
+    return (kaggle_config_dir() / "kaggle.json").is_file()
+
+
+def no_credentials_error() -> BackendUnavailableError:
+    return BackendUnavailableError(
+        "no Kaggle credentials configured",
+        f"put kaggle.json in {kaggle_config_dir()} (or set KAGGLE_USERNAME and KAGGLE_KEY), or use --backend local",
+    )
 
 
 def configured_username() -> str | None:
@@ -56,17 +76,15 @@ class KaggleClient:
     def _api(self) -> Any:
         if self._kaggle is None:
             if not credentials_configured():
-                raise BackendUnavailableError(
-                    "no Kaggle credentials configured",
-                    f"put kaggle.json in {kaggle_config_dir()} or set KAGGLE_USERNAME and KAGGLE_KEY",
-                )
+                raise no_credentials_error()
             sink = io.StringIO()
             try:
                 with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                    from kaggle.api.kaggle_api_extended import KaggleApi
+                    import kaggle  # builds `kaggle.api` and authenticates it, swallowing any failure
 
-                    api = KaggleApi()
-                    api.authenticate()
+                    api = kaggle.api
+                    if not getattr(api, "_authenticated", False):
+                        api.authenticate()  # again, so the failure surfaces (exit(1), or a network error)
             except SystemExit:  # authenticate() calls exit(1) when no method works
                 raise BackendUnavailableError(
                     "Kaggle rejected the configured credentials", "check kaggle.json / KAGGLE_KEY"
@@ -76,7 +94,9 @@ class KaggleClient:
 
     @contextlib.contextmanager
     def _kernels(self) -> Iterator[Any]:
-        with self._api().build_kaggle_client() as kaggle:
+        api = self._api()
+        # The client prints notices (e.g. "outdated kaggle version") to stdout, where `--json` output goes.
+        with contextlib.redirect_stdout(sys.stderr), api.build_kaggle_client() as kaggle:
             yield kaggle.kernels.kernels_api_client
 
     def username(self) -> str:
