@@ -47,6 +47,12 @@ PRESETS: tuple[str, ...] = ("smoke", "kaggle-t4", "full")
 AmpMode = Literal["off", "fp16", "bf16", "auto"]
 
 
+def _check(key: str, ok: bool, expected: str) -> None:
+    """A section's range check; `_build` turns the ValueError into a BadInputError naming the section."""
+    if not ok:
+        raise ValueError(f"{key} must be {expected}")
+
+
 @dataclass
 class ModelConfig:
     name: str = "densenet"  # registry name: densenet | seresnet (`chexvision models list`)
@@ -68,6 +74,13 @@ class DataConfig:
     # Training augmentation, incl. CLAHE (`aug.clahe`: auto | always | never, applied to train and eval alike).
     aug: AugConfig = field(default_factory=AugConfig)
 
+    def __post_init__(self) -> None:
+        # A bad value must fail here with its key, not as a tensor-shape error deep inside the first epoch.
+        _check("data.size", self.size >= 32, "at least 32 (pixels; the networks downsample 32x)")
+        _check("data.batch_size", self.batch_size >= 1, "at least 1")
+        _check("data.workers", self.workers >= 0, "0 or more")
+        _check("data.std", self.std > 0, "positive")
+
 
 @dataclass
 class OptimConfig:
@@ -82,6 +95,17 @@ class OptimConfig:
     clip_grad: float = 1.0  # max global gradient norm; 0 = no clipping
     amp: AmpMode = "auto"  # off | fp16 (GradScaler) | bf16 | auto (bf16 if supported, else fp16; CPU: off)
 
+    def __post_init__(self) -> None:
+        _check("optim.lr", self.lr > 0, "positive")
+        _check("optim.weight_decay", self.weight_decay >= 0, "0 or more")
+        _check("optim.betas", all(0 <= b < 1 for b in self.betas), "two numbers in [0, 1)")
+        _check("optim.eps", self.eps > 0, "positive")
+        _check("optim.warmup_steps", self.warmup_steps >= 0, "0 or more")
+        _check("optim.warmup_epochs", self.warmup_epochs >= 0, "0 or more")
+        _check("optim.min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]")
+        _check("optim.accumulation", self.accumulation >= 1, "at least 1")
+        _check("optim.clip_grad", self.clip_grad >= 0, "0 (off) or more")
+
 
 @dataclass
 class ScheduleConfig:
@@ -91,12 +115,24 @@ class ScheduleConfig:
     frozen_epochs: int = 0  # phase 1 length in epochs: backbone and its BatchNorm statistics frozen; 0 = none
     frozen_lr: float = 1e-3  # phase-1 peak learning rate (heads only); phase 2 uses optim.lr
 
+    def __post_init__(self) -> None:
+        _check("schedule.epochs", self.epochs >= 1, "at least 1")
+        _check("schedule.patience", self.patience >= 0, "0 (never stop early) or more")
+        _check("schedule.min_delta", self.min_delta >= 0, "0 or more")
+        _check("schedule.frozen_epochs", self.frozen_epochs >= 0, "0 or more")
+        _check("schedule.frozen_lr", self.frozen_lr > 0, "positive")
+
 
 @dataclass
 class LossConfig:
     multi_weight: float = 1.0  # weight of the 14-label BCE term
     binary_weight: float = 0.5  # weight of the binary (any finding) BCE term
     pos_weight_cap: float = 50.0  # cap on the per-class pos_weight neg/pos (NIH Hernia alone is ~500)
+
+    def __post_init__(self) -> None:
+        _check("loss.multi_weight", self.multi_weight >= 0, "0 or more")
+        _check("loss.binary_weight", self.binary_weight >= 0, "0 or more")
+        _check("loss.pos_weight_cap", self.pos_weight_cap > 0, "positive")
 
 
 @dataclass
@@ -221,8 +257,10 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
             kwargs[name] = _coerce(value, tp, key)
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError) as exc:  # a section's own checks (AugConfig.__post_init__)
-        raise BadInputError(f"config section {prefix.rstrip('.')!r}: {exc}", "fix the value") from None
+    except (ValueError, TypeError) as exc:  # a section's own range checks (__post_init__)
+        raise BadInputError(
+            f"config section {prefix.rstrip('.')!r}: {exc}", "fix that value in the --config file or --set override"
+        ) from None
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -84,6 +84,16 @@ def test_malformed_values_are_bad_input(override: str) -> None:
         load_config("smoke", None, [override])
 
 
+@pytest.mark.parametrize(
+    "override",
+    ["data.size=-5", "data.batch_size=0", "optim.accumulation=0", "optim.lr=0", "schedule.epochs=0", "data.std=0"],
+)
+def test_out_of_range_values_name_their_key(override: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(BadInputError, match=key.replace(".", r"\.")):
+        load_config("smoke", None, [override])
+
+
 def test_unknown_key_in_a_file_and_an_unknown_preset(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[models.densenet.optim]\nlearning_rate = 1\n")

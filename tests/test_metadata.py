@@ -12,10 +12,10 @@ from chexvision.data.metadata import (
     load_metadata,
     load_split_list,
     metadata_from_shards,
-    multi_hot,
 )
 from chexvision.data.shards import ShardRow, encode_png, write_shard
 from chexvision.errors import BadInputError
+from chexvision.labels import label_matrix
 
 
 def test_shipped_metadata_loads_fast_with_normalised_columns() -> None:
@@ -95,13 +95,13 @@ def test_unknown_split_list_is_bad_input() -> None:
         load_split_list("kaggle")
 
 
-def test_multi_hot_matches_the_label_strings() -> None:
-    m = multi_hot(["No Finding", "Effusion|Atelectasis", "Pleural Thickening", "Effusion|Atelectasis"])
+def test_label_matrix_matches_the_label_strings() -> None:
+    m = label_matrix(["No Finding", "Effusion|Atelectasis", "Pleural Thickening", "Effusion|Atelectasis"])
     assert m.shape == (4, 14) and m.dtype == np.float32
     assert m[0].sum() == 0
     assert m[1, 0] == 1 and m[1, 2] == 1 and m[1].sum() == 2
     assert m[2, 12] == 1
-    assert multi_hot([]).shape == (0, 14)
+    assert label_matrix([]).shape == (0, 14)
 
 
 def test_metadata_from_shards_reads_stored_columns(tmp_path: Path) -> None:

@@ -125,6 +125,13 @@ def test_unknown_model_names_the_valid_ones() -> None:
     assert "chexvision models" in (info.value.hint or "")
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_unknown_model_argument_is_bad_input(name: str) -> None:
+    with pytest.raises(BadInputError) as info:
+        create_model(name, no_such_argument=1)
+    assert "no_such_argument" in info.value.message and "model.kwargs" in (info.value.hint or "")
+
+
 def test_duplicate_registration_raises() -> None:
     def another_densenet(**kwargs: object) -> CheXModel:
         raise AssertionError("never built")

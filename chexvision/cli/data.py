@@ -32,14 +32,11 @@ def _check_scheme(scheme: str) -> None:
 
 
 def _default_scheme(data: Path | None) -> str:
-    """A data folder's dataset.json names its default scheme (synthetic data: patient); otherwise official."""
-    if data is not None:
-        try:
-            info = json.loads((data / "dataset.json").read_text(encoding="utf-8"))
-            return str(info.get("default_split_scheme", "official"))
-        except (OSError, ValueError):
-            pass
-    return "official"
+    """The scheme a data folder's dataset.json names (synthetic data: patient); official for the shipped metadata."""
+    from chexvision.data.shards import read_dataset_meta
+    from chexvision.data.splits import default_split_scheme
+
+    return default_split_scheme(read_dataset_meta(data) if data is not None else {})
 
 
 def _listed(names: list[str]) -> str:

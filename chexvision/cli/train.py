@@ -63,10 +63,12 @@ def resolve_train_config(
 ) -> TrainConfig:  # fmt: skip
     """A new run: preset, file, overrides, flags. A resumed run: its config.json, then overrides and flags."""
     from chexvision.config import TrainConfig, apply_overrides, load_config
+    from chexvision.files import read_json_object
 
     saved = out / "config.json"
     if resume and saved.is_file():
-        cfg = TrainConfig.from_dict(json.loads(saved.read_text(encoding="utf-8")))
+        hint = f"fix or delete {saved}, or start a new run with another --out"
+        cfg = TrainConfig.from_dict(read_json_object(saved, hint))
         if cfg.model.name != model:
             raise BadInputError(
                 f"{out} is a {cfg.model.name} run, not {model}", f"resume it with --model {cfg.model.name}"

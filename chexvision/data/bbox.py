@@ -6,12 +6,12 @@ Infiltration `Infiltrate`; coordinates are pixels of the frame the boxes were dr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from chexvision.errors import BadInputError
+from chexvision.files import atomic_write_text
 from chexvision.labels import canonical_label
 
 __all__ = ["BBOX_HEADER", "BBOX_LABEL_NAMES", "Box", "read_bbox_csv", "write_bbox_csv"]
@@ -45,10 +45,7 @@ def write_bbox_csv(path: Path, boxes: Iterable[tuple[str, Box]]) -> Path:
     for image, b in boxes:
         label = BBOX_LABEL_NAMES.get(b.label, b.label)
         lines.append(",".join([image, label, _fmt(b.x), _fmt(b.y), _fmt(b.w), _fmt(b.h)]))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def read_bbox_csv(path: Path) -> dict[str, list[Box]]:

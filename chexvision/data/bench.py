@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from chexvision.data.dataset import DropFailedCollate, ShardDataset
 from chexvision.data.gpu_transforms import GpuAugment
-from chexvision.data.loader import BlockShuffleSampler, read_dataset_meta, resolve_mode, seed_worker
-from chexvision.data.shards import ShardIndex
+from chexvision.data.loader import BlockShuffleSampler, resolve_mode, seed_worker
+from chexvision.data.shards import ShardIndex, read_dataset_meta
 from chexvision.data.transforms import AugConfig, CpuTrainTransform, resolve_clahe
 from chexvision.errors import BadInputError
 from chexvision.labels import label_matrix

@@ -37,15 +37,15 @@ from chexvision.data.shards import (
     shard_name,
     write_shard,
 )
+from chexvision.data.transforms import apply_clahe, resize_to
 from chexvision.errors import BadInputError
+from chexvision.files import write_json_atomic
 
-__all__ = ["CLAHE_CLIP_LIMIT", "CLAHE_TILES", "MANIFEST_NAME", "BuildResult", "build_shards", "find_images"]
+__all__ = ["MANIFEST_NAME", "BuildResult", "build_shards", "find_images"]
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "build_manifest.json"
-CLAHE_CLIP_LIMIT = 2.0  # contrast limit per tile (OpenCV units)
-CLAHE_TILES = (8, 8)  # tile grid, columns x rows
 _SHARD_SPLIT = "data"  # shard file prefix: splits are recomputed by patient, not stored
 
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
@@ -102,12 +102,10 @@ def find_images(images_dir: Path) -> list[Path]:
 
 
 def _prepare(img: np.ndarray, size: int, clahe: bool) -> np.ndarray:
-    import cv2
-
-    if img.shape != (size, size):
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    # CLAHE after the resize, with the loader's default clip and grid: what `aug.clahe` would do at load time.
+    img = resize_to(img, size)
     if clahe:
-        img = cv2.createCLAHE(clipLimit=CLAHE_CLIP_LIMIT, tileGridSize=CLAHE_TILES).apply(img)
+        img = apply_clahe(img)
     return np.ascontiguousarray(img)
 
 
@@ -197,12 +195,6 @@ def _read_manifest(out_dir: Path) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("shards"), dict) else {"shards": {}}
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _is_complete(task: _ShardTask, entry: dict[str, Any] | None) -> bool:
     if not entry or entry.get("digest") != task.digest:
         return False
@@ -239,15 +231,7 @@ def build_shards(
         raise BadInputError(f"bad build settings size={size} shard_size={shard_size}", "use e.g. --size 320")
     out_dir = Path(out_dir)
     df = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata)
-    images = find_images(Path(images_dir))
-    meta = _row_meta(df[df["filename"].isin({p.name for p in images})])
-    known = [p for p in images if p.name in meta]
-    missing = [p.name for p in images if p.name not in meta]
-    if not known:
-        raise BadInputError(
-            f"none of the {len(images)} PNG files under {images_dir} are in the metadata",
-            "point --images at NIH images, or pass --metadata CSV listing them",
-        )
+    known, meta, missing = _labelled_images(Path(images_dir), df)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = _plan(known, meta, out_dir, size, clahe, strict, shard_size)
     old = _read_manifest(out_dir)
@@ -268,28 +252,49 @@ def build_shards(
     outcomes = _run(todo, workers)
     try:
         for outcome in outcomes:
-            if strict and outcome.corrupt:
-                file, reason = outcome.corrupt[0]
-                raise BadInputError(
-                    f"corrupt image {file}: {reason}",
-                    "fix or remove the file, or re-run without --strict to skip it",
-                )
-            manifest["shards"][outcome.name] = {
-                "digest": by_name[outcome.name].digest,
-                "rows": outcome.rows,
-                "corrupt": [list(c) for c in outcome.corrupt],
-            }
-            _write_json(out_dir / MANIFEST_NAME, manifest)
+            _record_shard(outcome, by_name[outcome.name], manifest, out_dir, strict)
             result.built_shards += 1
             done += len(by_name[outcome.name].files)
             if progress:
                 progress(done, len(known))
     finally:
         outcomes.close()  # shuts the pool down now, not when the traceback is collected
-    _write_json(out_dir / MANIFEST_NAME, manifest)
+    write_json_atomic(out_dir / MANIFEST_NAME, manifest, sort_keys=True)
     _finish(result, manifest, tasks)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _labelled_images(images_dir: Path, df: pd.DataFrame) -> tuple[list[Path], dict[str, dict[str, Any]], list[str]]:
+    """(images the metadata labels, their metadata rows by file name, names of the images it does not list)."""
+    images = find_images(images_dir)
+    if not images:
+        raise BadInputError(f"no PNG files under {images_dir}", "point --images at the folder holding the NIH PNGs")
+    meta = _row_meta(df[df["filename"].isin({p.name for p in images})])
+    known = [p for p in images if p.name in meta]
+    if not known:
+        raise BadInputError(
+            f"none of the {len(images)} PNG files under {images_dir} are in the metadata",
+            "point --images at NIH images, or pass --metadata CSV listing them",
+        )
+    return known, meta, [p.name for p in images if p.name not in meta]
+
+
+def _record_shard(
+    outcome: _ShardOutcome, task: _ShardTask, manifest: dict[str, Any], out_dir: Path, strict: bool
+) -> None:
+    """Enter a finished shard in the manifest and save it, so a killed build resumes after it."""
+    if strict and outcome.corrupt:
+        file, reason = outcome.corrupt[0]
+        raise BadInputError(
+            f"corrupt image {file}: {reason}", "fix or remove the file, or re-run without --strict to skip it"
+        )
+    manifest["shards"][outcome.name] = {
+        "digest": task.digest,
+        "rows": outcome.rows,
+        "corrupt": [list(c) for c in outcome.corrupt],
+    }
+    write_json_atomic(out_dir / MANIFEST_NAME, manifest, sort_keys=True)
 
 
 def _finish(result: BuildResult, manifest: dict[str, Any], tasks: list[_ShardTask]) -> None:
@@ -309,7 +314,7 @@ def _finish(result: BuildResult, manifest: dict[str, Any], tasks: list[_ShardTas
         "image_format": IMAGE_FORMAT,
         "images": result.images,
     }
-    _write_json(result.out_dir / "dataset.json", info)
+    write_json_atomic(result.out_dir / "dataset.json", info, sort_keys=True)
 
 
 def _run(tasks: list[_ShardTask], workers: int | None) -> Generator[_ShardOutcome, None, None]:

@@ -86,8 +86,7 @@ class ShardDataset(Dataset[Item | None]):
         self.strict, self.seed = strict, seed
         self._stream: np.random.Generator | None = None
         self.skipped = skipped if skipped is not None else SkipCounter()
-        labels = [index.labels[i] for i in self.indices]
-        self.labels14 = label_matrix(labels) if labels else np.zeros((0, 14), dtype=np.float32)
+        self.labels14 = label_matrix([index.labels[i] for i in self.indices])
         self.binary = (self.labels14.sum(axis=1) > 0).astype(np.float32)
 
     def __len__(self) -> int:

@@ -8,7 +8,6 @@ offline alternatives.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chexvision.errors import BackendError, BadInputError
+from chexvision.files import write_json_atomic
 
 __all__ = [
     "ALLOW_PATTERNS",
@@ -122,9 +122,7 @@ def _translate(exc: BaseException, repo_id: str, revision: str) -> BackendError:
 
 def _write_dataset_json(out_dir: Path, repo_id: str, revision: str) -> None:
     info = {"source": "hf", "repo_id": repo_id, "revision": revision, "default_split_scheme": "official"}
-    tmp = out_dir / "dataset.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out_dir / "dataset.json")
+    write_json_atomic(out_dir / "dataset.json", info)
 
 
 def download_dataset(

@@ -13,15 +13,17 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from chexvision.data.metadata import multi_hot
 from chexvision.data.splits import SPLIT_NAMES, make_split, patient_ids
 from chexvision.errors import BadInputError
-from chexvision.labels import LABELS, NO_FINDING
+from chexvision.labels import LABELS, NO_FINDING, label_matrix
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["AGE_BINS", "EdaResult", "compute_stats", "run_eda"]
 
@@ -108,7 +110,7 @@ def compute_stats(df: pd.DataFrame, split_scheme: str = "official", seed: int = 
     df = _with_columns(df)
     filenames = df["filename"].astype(str).tolist()
     split = make_split(filenames, split_scheme, seed)
-    matrix = multi_hot(df["labels"].astype(str).tolist())
+    matrix = label_matrix(df["labels"].astype(str).tolist())
     pids = patient_ids(filenames)
     all_idx = np.arange(len(df), dtype=np.int64)
     groups = {"all": all_idx, **{name: split[name] for name in SPLIT_NAMES}}
@@ -149,20 +151,31 @@ def _render(stats: dict[str, Any], plots: list[Path]) -> str:
 
 
 def _draw_plots(stats: dict[str, Any], out_dir: Path) -> list[Path]:
+    groups = stats["groups"]
+    splits = [g for g in SPLIT_NAMES if groups[g]["images"]]
+    figures = {
+        "label_frequency.png": _plot_label_frequency(groups, splits, stats["split_scheme"]),
+        "cooccurrence.png": _plot_cooccurrence(groups),
+        "distributions.png": _plot_distributions(groups, splits),
+        "sex_view.png": _plot_sex_view(groups, splits),
+    }
+    paths: list[Path] = []
+    for name, fig in figures.items():
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=90)
+        paths.append(out_dir / name)
+    return paths
+
+
+def _figure(figsize: tuple[float, float]) -> Figure:
     # Figure objects without pyplot: no global state, the Agg canvas is picked from the .png suffix.
     from matplotlib.figure import Figure
 
-    groups = stats["groups"]
-    splits = [g for g in SPLIT_NAMES if groups[g]["images"]]
-    paths: list[Path] = []
+    return Figure(figsize=figsize)
 
-    def save(fig: Figure, name: str) -> None:
-        fig.tight_layout()
-        path = out_dir / name
-        fig.savefig(path, dpi=90)
-        paths.append(path)
 
-    fig = Figure(figsize=(9, 6))
+def _plot_label_frequency(groups: dict[str, Any], splits: list[str], scheme: str) -> Figure:
+    fig = _figure((9, 6))
     ax = fig.add_subplot()
     rows = [*LABELS, NO_FINDING]
     y = np.arange(len(rows))
@@ -173,11 +186,13 @@ def _draw_plots(stats: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_yticks(y + height * (len(splits) - 1) / 2, rows)
     ax.invert_yaxis()
     ax.set_xlabel("images with the label (%)")
-    ax.set_title(f"Label frequency per split ({stats['split_scheme']} scheme)")
+    ax.set_title(f"Label frequency per split ({scheme} scheme)")
     ax.legend()
-    save(fig, "label_frequency.png")
+    return fig
 
-    fig = Figure(figsize=(8, 7))
+
+def _plot_cooccurrence(groups: dict[str, Any]) -> Figure:
+    fig = _figure((8, 7))
     ax = fig.add_subplot()
     co = np.asarray(groups["all"]["cooccurrence"], dtype=float)
     image = ax.imshow(np.log10(co + 1.0), cmap="viridis")
@@ -185,9 +200,11 @@ def _draw_plots(stats: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_yticks(range(len(LABELS)), LABELS)
     ax.set_title("Label co-occurrence, all images (log10 count + 1)")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    save(fig, "cooccurrence.png")
+    return fig
 
-    fig = Figure(figsize=(12, 3.6))
+
+def _plot_distributions(groups: dict[str, Any], splits: list[str]) -> Figure:
+    fig = _figure((12, 3.6))
     axes = fig.subplots(1, 3)
     for k, g in enumerate(splits):
         per = groups[g]["labels_per_image"]
@@ -206,9 +223,11 @@ def _draw_plots(stats: dict[str, Any], out_dir: Path) -> list[Path]:
     axes[2].set_xticks(np.arange(len(bucket_names)) + 0.27, bucket_names)
     axes[2].set(xlabel="images per patient", ylabel="% of patients", title="Images per patient")
     axes[0].legend()
-    save(fig, "distributions.png")
+    return fig
 
-    fig = Figure(figsize=(8, 3.2))
+
+def _plot_sex_view(groups: dict[str, Any], splits: list[str]) -> Figure:
+    fig = _figure((8, 3.2))
     axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("sex", "view"), strict=True):
         names = list(groups["all"][key])
@@ -219,5 +238,4 @@ def _draw_plots(stats: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xticks(np.arange(len(names)) + 0.27, names)
         ax.set(ylabel="% of images", title=key.capitalize())
     axes[0].legend()
-    save(fig, "sex_view.png")
-    return paths
+    return fig

@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -36,10 +35,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from chexvision.data.dataset import DropFailedCollate, Output, ShardDataset, SkipCounter
+from chexvision.data.dataset import DropFailedCollate, ShardDataset, SkipCounter
 from chexvision.data.gpu_transforms import GpuAugment, gpu_normalize
-from chexvision.data.shards import ShardIndex
-from chexvision.data.splits import make_split
+from chexvision.data.shards import ShardIndex, read_dataset_meta
+from chexvision.data.splits import default_split_scheme, make_split
 from chexvision.data.transforms import MEAN, STD, AugConfig, CpuTrainTransform, resolve_clahe
 from chexvision.errors import BadInputError
 
@@ -49,7 +48,6 @@ __all__ = [
     "ContiguousShardSampler",
     "Loaders",
     "make_loaders",
-    "read_dataset_meta",
     "resolve_mode",
     "seed_worker",
 ]
@@ -58,18 +56,6 @@ log = logging.getLogger(__name__)
 
 SHUFFLE_WINDOW = 8  # row groups shuffled together (64 rows each in our shards: a ~500-image shuffle buffer)
 _PREFETCH = 4  # batches in flight per worker
-
-
-def read_dataset_meta(data_dir: Path) -> dict[str, Any]:
-    """dataset.json of a data folder ({} when absent); BadInputError when it is not valid JSON."""
-    path = Path(data_dir) / "dataset.json"
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"unreadable {path}: {exc}", "fix or delete that file") from exc
-    return meta if isinstance(meta, dict) else {}
 
 
 def resolve_mode(mode: str, device: torch.device) -> str:
@@ -253,7 +239,7 @@ def make_loaders(
     """
     index = ShardIndex.open(Path(data_dir))
     meta = read_dataset_meta(Path(data_dir))
-    scheme = split_scheme or str(meta.get("default_split_scheme", "official"))
+    scheme = split_scheme or default_split_scheme(meta)
     split = make_split(index.filenames, scheme, seed)
     resolved = resolve_mode(mode or aug.pipeline, device)
     clahe = resolve_clahe(aug.clahe, meta)
@@ -265,9 +251,8 @@ def make_loaders(
     counter = SkipCounter()
     common: dict[str, Any] = dict(
         size=size, clahe=clahe, clahe_clip=aug.clahe_clip, clahe_grid=aug.clahe_grid, strict=strict,
-        seed=seed, skipped=counter,
+        seed=seed, skipped=counter, output="uint8" if resolved == "gpu" else "float",
     )  # fmt: skip
-    output: Output = "uint8" if resolved == "gpu" else "float"
     collate = DropFailedCollate(size, torch.uint8 if resolved == "gpu" else torch.float32)
     generator = torch.Generator().manual_seed(seed)
     loader_kwargs: dict[str, Any] = dict(
@@ -275,29 +260,14 @@ def make_loaders(
         worker_init_fn=seed_worker, generator=generator, persistent_workers=workers > 0,
         prefetch_factor=_PREFETCH if workers > 0 else None,
     )  # fmt: skip
-
-    def build(part: str) -> DataLoader[Any] | None:
-        indices = split[part]
-        if len(indices) == 0:
-            return None
-        if part == "train":
-            transform = CpuTrainTransform(aug) if resolved == "cpu" else None
-            ds = ShardDataset(index, indices, output=output, transform=transform, **common)
-            groups = _positions_by_row_group(index, indices)
-            block = BlockShuffleSampler(groups, seed=seed, num_replicas=world, rank=rank)
-            # Drop the ragged last batch (BatchNorm on a handful of samples), unless that leaves nothing.
-            drop_last = len(block) > batch_size
-            return DataLoader(ds, sampler=block, drop_last=drop_last, **loader_kwargs)
-        ds = ShardDataset(index, indices, output=output, transform=None, **common)
-        ordered = ContiguousShardSampler(len(ds), num_replicas=world, rank=rank)
-        return DataLoader(ds, sampler=ordered, drop_last=False, **loader_kwargs)
-
-    train_ds_labels = _label_rows(index, split["train"])
+    train_kwargs = {**common, "transform": CpuTrainTransform(aug) if resolved == "cpu" else None}
+    eval_kwargs = {**common, "transform": None}
+    where = (rank, world)
     loaders = Loaders(
-        train=build("train"),
-        val=build("val"),
-        test=build("test"),
-        train_labels=train_ds_labels,
+        train=_split_loader(index, split["train"], train_kwargs, loader_kwargs, where, train=True),
+        val=_split_loader(index, split["val"], eval_kwargs, loader_kwargs, where, train=False),
+        test=_split_loader(index, split["test"], eval_kwargs, loader_kwargs, where, train=False),
+        train_labels=_label_rows(index, split["train"]),
         counts={part: len(split[part]) for part in ("train", "val", "test")},
         split_scheme=scheme,
         device=device,
@@ -315,9 +285,27 @@ def make_loaders(
     return loaders
 
 
+def _split_loader(
+    index: ShardIndex, indices: np.ndarray, dataset_kwargs: dict[str, Any], loader_kwargs: dict[str, Any],
+    rank_world: tuple[int, int], *, train: bool,
+) -> DataLoader[Any] | None:  # fmt: skip
+    """One split's loader (None when the split is empty): block-shuffled for training, in storage order otherwise."""
+    if len(indices) == 0:
+        return None
+    rank, world = rank_world
+    ds = ShardDataset(index, indices, **dataset_kwargs)
+    if not train:
+        ordered = ContiguousShardSampler(len(ds), num_replicas=world, rank=rank)
+        return DataLoader(ds, sampler=ordered, drop_last=False, **loader_kwargs)
+    groups = _positions_by_row_group(index, indices)
+    block = BlockShuffleSampler(groups, seed=dataset_kwargs["seed"], num_replicas=world, rank=rank)
+    # Drop the ragged last batch (BatchNorm on a handful of samples), unless that leaves nothing.
+    drop_last = len(block) > loader_kwargs["batch_size"]
+    return DataLoader(ds, sampler=block, drop_last=drop_last, **loader_kwargs)
+
+
 def _label_rows(index: ShardIndex, indices: np.ndarray) -> np.ndarray:
     """float32 [len(indices), 14] multi-hot labels of the given rows."""
     from chexvision.labels import label_matrix
 
-    labels = [index.labels[int(i)] for i in indices]
-    return label_matrix(labels) if labels else np.zeros((0, 14), dtype=np.float32)
+    return label_matrix([index.labels[int(i)] for i in indices])

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import gzip
 import importlib.resources
-from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from chexvision.errors import BadInputError
-from chexvision.labels import NUM_LABELS, labels_to_vector
 
 __all__ = [
     "COLUMNS",
@@ -26,7 +23,6 @@ __all__ = [
     "load_metadata",
     "load_split_list",
     "metadata_from_shards",
-    "multi_hot",
     "resource_path",
 ]
 
@@ -149,15 +145,6 @@ def load_split_list(name: str, directory: Path | None = None) -> list[str]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
         return [line.strip() for line in fh if line.strip()]
-
-
-def multi_hot(labels: Sequence[str]) -> np.ndarray:
-    """(N, 14) float32 multi-hot matrix of label strings; parses each distinct string once (~800 in NIH)."""
-    if len(labels) == 0:
-        return np.zeros((0, NUM_LABELS), dtype=np.float32)
-    codes, uniques = pd.factorize(pd.Series(labels, dtype=object).astype(str))
-    table = np.stack([labels_to_vector(str(u)) for u in uniques])
-    return np.asarray(table[codes], dtype=np.float32)
 
 
 def metadata_from_shards(data_dir: Path) -> pd.DataFrame:

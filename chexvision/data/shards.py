@@ -1,9 +1,12 @@
 """Parquet image shards: one reader for the published HF layout and for our own one-channel format.
 
 Both layouts share three columns: `image` (struct of `bytes` and `path`), `labels` (`A|B` or `No Finding`) and
-`filename` (the original NIH name). The published shards hold RGB PNGs at 320 px; ours hold one-channel 8-bit PNGs,
-plus optional metadata columns (`patient_id`, `age`, `sex`, `view`). The split a shard's file name claims is ignored:
-splits are always recomputed by patient from `filename` (see `chexvision.data.splits`).
+`filename` (the original NIH name). The published shards hold RGB PNGs at 320 px; ours hold one-channel 8-bit JPEGs
+at quality 95, plus optional metadata columns (`patient_id`, `age`, `sex`, `view`). JPEG q95 was chosen by
+measurement (BENCHMARKS.md): against PNG it decodes 4x faster, is half the size and encodes 10x faster, for under one
+grey level of mean error; `encode_image(img, fmt="png")` stays available where lossless matters. `decode_image` reads
+both. The split a shard's file name claims is ignored: splits are always recomputed by patient from `filename` (see
+`chexvision.data.splits`).
 
 Random access: Parquet cannot read one row without its row group, so the index keeps a small per-process cache of
 decoded row groups and exposes `row_groups()` for samplers that shuffle row groups, then rows within a window of them
@@ -25,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from chexvision.errors import BadInputError
+from chexvision.files import read_json_object, tmp_sibling
 
 __all__ = [
     "ROW_GROUP_SIZE",
@@ -37,6 +41,7 @@ __all__ = [
     "encode_jpeg",
     "encode_png",
     "find_shards",
+    "read_dataset_meta",
     "shard_name",
     "write_shard",
 ]
@@ -169,11 +174,22 @@ def write_shard(path: Path, rows: Iterable[ShardRow], row_group_size: int = ROW_
         columns["sex"].append(row.sex)
         columns["view"].append(row.view)
     table = pa.table(columns, schema=SCHEMA)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = tmp_sibling(path)
     compression = {name: ("none" if name == "image" else "zstd") for name in SCHEMA.names}
     pq.write_table(table, tmp, row_group_size=row_group_size, compression=compression)
     os.replace(tmp, path)
     return table.num_rows
+
+
+def read_dataset_meta(data_dir: Path) -> dict[str, Any]:
+    """A data folder's dataset.json (source, default_split_scheme, clahe, ...); {} when it has none.
+
+    A malformed one is a BadInputError naming it: it decides the split scheme and CLAHE, so guessing is wrong.
+    """
+    path = Path(data_dir) / "dataset.json"
+    if not path.is_file():
+        return {}
+    return read_json_object(path, "fix or delete that file (`chexvision data synth|build|download` write it)")
 
 
 def find_shards(data_dir: Path) -> list[Path]:

@@ -10,7 +10,7 @@ Every split is checked for patient overlap before it is returned; a leak is a `B
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -18,15 +18,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chexvision.data.metadata import load_split_list, multi_hot
+from chexvision.data.metadata import load_split_list
 from chexvision.errors import BadInputError
-from chexvision.labels import LABELS
+from chexvision.labels import LABELS, label_matrix
 
 __all__ = [
     "SPLIT_NAMES",
     "SPLIT_SCHEMES",
     "Split",
     "check_disjoint",
+    "default_split_scheme",
     "make_split",
     "patient_ids",
     "split_summary",
@@ -128,6 +129,11 @@ def _fraction_count(n: int, fraction: float) -> int:
     return min(count, max(n - 1, 0))
 
 
+def default_split_scheme(dataset_meta: Mapping[str, Any]) -> str:
+    """The scheme a data folder asks for in its dataset.json (synthetic data: patient), else official."""
+    return str(dataset_meta.get("default_split_scheme", "official"))
+
+
 def make_split(filenames: Sequence[str], scheme: str = "official", seed: int = 0, val_fraction: float = 0.1) -> Split:
     """Split image names by patient. Returns a `Split` (a dict "train"/"val"/"test" -> int64 indices).
 
@@ -168,7 +174,7 @@ def check_disjoint(filenames: Sequence[str], split: dict[str, np.ndarray], *, pi
 def split_summary(filenames: Sequence[str], labels: Sequence[str], split: dict[str, np.ndarray]) -> dict[str, Any]:
     """Per split: images, patients and per-class prevalence (fraction of images with the label)."""
     pids = patient_ids(filenames)
-    matrix = multi_hot(labels)
+    matrix = label_matrix(labels)
     summary: dict[str, Any] = {}
     for name in SPLIT_NAMES:
         idx = split.get(name, np.zeros(0, dtype=np.int64))

@@ -45,8 +45,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chexvision.data.bbox import BBOX_HEADER, Box, write_bbox_csv
-from chexvision.data.synth_render import patient_anatomy, render_image
+from chexvision.data.synth_anatomy import patient_anatomy
+from chexvision.data.synth_render import render_image
 from chexvision.errors import BadInputError
+from chexvision.files import write_json_atomic
 from chexvision.labels import LABELS, NO_FINDING, parse_labels
 
 if TYPE_CHECKING:
@@ -354,28 +356,19 @@ def write_synthetic(
     for stale in data_dir.glob("*.parquet"):
         if stale not in {j[0] for j in jobs}:
             stale.unlink()
-    workers = min(workers, total, os.cpu_count() or 1)
-    if workers == 1:
-        results = [_write_one_shard(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_write_one_shard, jobs))
-    bbox_rows = [row for rows, _ in results for row in rows]
-    counts: dict[str, int] = {}
-    for _, c in results:
-        for name, v in c.items():
-            counts[name] = counts.get(name, 0) + v
+    bbox_rows, counts = _write_shards(jobs, min(workers, total, os.cpu_count() or 1))
     bbox_csv = write_bbox_csv(out / "bbox.csv", bbox_rows)
-    dataset_json = out / "dataset.json"
-    meta = {
-        "source": "synthetic",
-        "default_split_scheme": "patient",
-        "images": n,
-        "size": size,
-        "seed": seed,
-        "version": DATASET_VERSION,
-    }
-    _atomic_write(dataset_json, json.dumps(meta, indent=2) + "\n")
+    dataset_json = write_json_atomic(
+        out / "dataset.json",
+        {
+            "source": "synthetic",
+            "default_split_scheme": "patient",
+            "images": n,
+            "size": size,
+            "seed": seed,
+            "version": DATASET_VERSION,
+        },
+    )
     seconds = time.perf_counter() - t0
     logger.info("wrote %d synthetic images in %d shards to %s in %.1f s", n, total, out, seconds)
     return SynthResult(
@@ -392,6 +385,22 @@ def write_synthetic(
     )
 
 
+def _write_shards(
+    jobs: list[tuple[Path, int, int, int, int, int]], workers: int
+) -> tuple[list[tuple[str, Box]], dict[str, int]]:
+    """Render and write every shard (in `workers` processes); returns all boxes and the label counts."""
+    if workers == 1:
+        results = [_write_one_shard(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_write_one_shard, jobs))
+    counts: dict[str, int] = {}
+    for _, c in results:
+        for name, v in c.items():
+            counts[name] = counts.get(name, 0) + v
+    return [row for rows, _ in results for row in rows], counts
+
+
 def _refuse_foreign_data(out: Path) -> None:
     """Stale shards of an earlier synthetic run are replaced; shards of any other data set are never touched."""
     if not any((out / "data").glob("*.parquet")):
@@ -405,9 +414,3 @@ def _refuse_foreign_data(out: Path) -> None:
             f"{out} already holds Parquet shards that are not synthetic data",
             "choose an empty or new --out folder",
         )
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CLAHE_CLIP",
+    "CLAHE_GRID",
     "CLAHE_MODES",
     "MEAN",
     "PIPELINES",
@@ -61,6 +63,8 @@ __all__ = [
 MEAN = 0.449  # ImageNet mean averaged over R, G, B; intensities in [0, 1]
 STD = 0.226  # ImageNet std averaged over R, G, B
 CLAHE_MODES = ("auto", "always", "never")
+CLAHE_CLIP = 2.0  # CLAHE clip limit (OpenCV units: multiples of the mean histogram bin)
+CLAHE_GRID = 8  # CLAHE tiles per image side
 PIPELINES = ("auto", "cpu", "gpu")
 
 
@@ -71,8 +75,8 @@ class AugConfig:
     enabled: bool = True  # False: training images get the eval transform (resize + normalise) only
     pipeline: str = "auto"  # where augmentation runs: "auto" (gpu on a CUDA device) | "cpu" | "gpu"
     clahe: str = "auto"  # "auto" (unless dataset.json says applied, or synthetic) | "always" | "never"
-    clahe_clip: float = 2.0  # CLAHE clip limit (OpenCV units: multiples of the mean histogram bin)
-    clahe_grid: int = 8  # CLAHE tiles per image side
+    clahe_clip: float = CLAHE_CLIP  # CLAHE clip limit (OpenCV units: multiples of the mean histogram bin)
+    clahe_grid: int = CLAHE_GRID  # CLAHE tiles per image side
     flip_p: float = 0.5  # probability of a horizontal flip
     rotate_deg: float = 15.0  # rotation angle uniform in [-rotate_deg, +rotate_deg], degrees
     translate: float = 0.05  # shift uniform in [-translate, +translate] x image side, per axis (fraction)
@@ -273,7 +277,7 @@ def _clahe(clip: float, grid: int) -> Any:
     return cv2.createCLAHE(clipLimit=clip, tileGridSize=(grid, grid))
 
 
-def apply_clahe(img: np.ndarray, clip: float = 2.0, grid: int = 8) -> np.ndarray:
+def apply_clahe(img: np.ndarray, clip: float = CLAHE_CLIP, grid: int = CLAHE_GRID) -> np.ndarray:
     """Contrast-limited adaptive histogram equalisation of a uint8 HxW image (deterministic)."""
     return _clahe(float(clip), int(grid)).apply(img)
 

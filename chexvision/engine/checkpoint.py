@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from chexvision.errors import BadInputError
+from chexvision.files import tmp_sibling
 
 __all__ = ["capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint", "save_safetensors"]
 
@@ -44,7 +45,7 @@ def restore_rng(states: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary sibling, fsync, then rename over `path`."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = tmp_sibling(path)
     with open(tmp, "wb") as fh:
         torch.save(state, fh)
         fh.flush()
@@ -71,6 +72,6 @@ def save_safetensors(path: Path, state_dict: dict[str, torch.Tensor], metadata: 
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = tmp_sibling(path)
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)

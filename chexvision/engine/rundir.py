@@ -7,7 +7,6 @@ a file. Only rank 0 of a distributed run calls these.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import secrets
@@ -16,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chexvision.data.shards import read_dataset_meta
+from chexvision.files import read_json_object, write_json_atomic
+
 __all__ = [
     "RunDir",
     "dataset_info",
@@ -23,9 +25,7 @@ __all__ = [
     "epoch_log_line",
     "git_sha",
     "new_run_id",
-    "read_json",
     "utc_now",
-    "write_json_atomic",
 ]
 
 RUN_STATUSES = ("running", "complete", "incomplete", "error")
@@ -38,16 +38,6 @@ def utc_now() -> str:
 def new_run_id(model: str) -> str:
     """`densenet-20261126-0912-3fa1`: readable, sortable by time, unique enough for one user."""
     return f"{model}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M}-{secrets.token_hex(2)}"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def git_sha() -> str | None:
@@ -84,13 +74,7 @@ def dataset_info(data_dir: Path, split_scheme: str, counts: dict[str, int], load
     "clahe" says whether the images the model saw had CLAHE (baked in by `data build`, or applied by the loader):
     prediction on raw images repeats exactly that.
     """
-    meta: dict[str, Any] = {}
-    path = Path(data_dir) / "dataset.json"
-    if path.is_file():
-        try:
-            meta = read_json(path)
-        except (OSError, json.JSONDecodeError):
-            meta = {}
+    meta = read_dataset_meta(Path(data_dir))
     return {
         "source": meta.get("source", "local"),
         "repo_id": meta.get("repo_id"),
@@ -137,7 +121,7 @@ class RunDir:
         return self.run_json.exists() or self.last_ckpt.exists()
 
     def read_run(self) -> dict[str, Any]:
-        return read_json(self.run_json) if self.run_json.exists() else {}
+        return read_json_object(self.run_json) if self.run_json.exists() else {}
 
     def write_run(self, run: dict[str, Any]) -> None:
         write_json_atomic(self.run_json, run)
@@ -177,7 +161,7 @@ class RunDir:
 
     def write_best_metrics(self, split_scheme: str, record: dict[str, Any]) -> None:
         """metrics.json "val" from a history record; keeps "test" and anything else evaluation added."""
-        metrics = read_json(self.metrics_json) if self.metrics_json.exists() else {}
+        metrics = read_json_object(self.metrics_json) if self.metrics_json.exists() else {}
         metrics["split_scheme"] = split_scheme
         metrics["val"] = {
             "macro_auc": record["val_macro_auc"], "binary_auc": record["val_binary_auc"],

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -293,17 +294,37 @@ def fit(
             "complete", "already_complete", run.path, run_id, best["best_epoch"], best["best_auc"], history
         )
     if dist.is_main:
-        from chexvision.models import model_config
-
-        config = cfg.to_dict()
-        config["model"]["kwargs"] = model_config(model)["kwargs"]  # exactly what rebuilds the architecture
-        config["data"]["split_scheme"] = scheme  # resolved (dataset.json default): evaluation re-splits the same way
-        dataset = dataset_info(Path(data_dir), scheme, loaders.counts, loaders.clahe)
-        run.start(run_id=run_id, model=cfg.model.name, preset=cfg.preset, config=config, dataset=dataset)
-
-    try:
+        _record_start(cfg, model, Path(data_dir), loaders, run, run_id)
+    with _failures_recorded(run, cfg, dist):
         status, reason = _epochs(tr, loaders, phases, run, epoch, ckpt, history, best, reporter, scheme,
                                  started, time_budget_hours)  # fmt: skip
+    if dist.is_main:
+        if best["best_epoch"] is None:  # no epoch had a defined AUC: publish the last weights
+            save_safetensors(run.weights, model.state_dict())
+        run.set_status(status, None if status == "complete" else reason)
+        if loaders.skipped:
+            run.append_log(f"skipped {loaders.skipped} unreadable images (reported above; --strict makes them fatal)")
+        run.append_log(f"run {status} ({reason})")
+    return FitResult(status, reason, run.path, run_id, best["best_epoch"], best["best_auc"], history)
+
+
+def _record_start(cfg: TrainConfig, model: nn.Module, data_dir: Path, loaders: Any, run: RunDir, run_id: str) -> None:
+    """Write config.json and run.json (status running) of a new or continued run."""
+    from chexvision.models import model_config
+
+    scheme = loaders.split_scheme
+    config = cfg.to_dict()
+    config["model"]["kwargs"] = model_config(model)["kwargs"]  # exactly what rebuilds the architecture
+    config["data"]["split_scheme"] = scheme  # resolved (dataset.json default): evaluation re-splits the same way
+    dataset = dataset_info(data_dir, scheme, loaders.counts, loaders.clahe)
+    run.start(run_id=run_id, model=cfg.model.name, preset=cfg.preset, config=config, dataset=dataset)
+
+
+@contextlib.contextmanager
+def _failures_recorded(run: RunDir, cfg: TrainConfig, dist: DistInfo) -> Iterator[None]:
+    """Leave run.json saying why a run stopped (error / interrupted); CUDA OOM becomes a RunFailedError with the fix."""
+    try:
+        yield
     except RunFailedError as exc:
         _fail(run, dist, exc.message)
         raise
@@ -321,14 +342,6 @@ def fit(
     except Exception as exc:
         _fail(run, dist, f"{type(exc).__name__}: {exc}")
         raise
-    if dist.is_main:
-        if best["best_epoch"] is None:  # no epoch had a defined AUC: publish the last weights
-            save_safetensors(run.weights, model.state_dict())
-        run.set_status(status, None if status == "complete" else reason)
-        if loaders.skipped:
-            run.append_log(f"skipped {loaders.skipped} unreadable images (reported above; --strict makes them fatal)")
-        run.append_log(f"run {status} ({reason})")
-    return FitResult(status, reason, run.path, run_id, best["best_epoch"], best["best_auc"], history)
 
 
 def _fail(run: RunDir, dist: DistInfo, reason: str) -> None:

@@ -14,11 +14,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from chexvision.engine.distributed import resolve_device
 from chexvision.errors import BadInputError
 from chexvision.labels import NUM_LABELS
 from chexvision.models.registry import create_model, tiny_kwargs
 
-__all__ = ["TrainStepResult", "autocast_dtype", "bench_train_step", "default_device"]
+__all__ = ["TrainStepResult", "autocast_dtype", "bench_train_step"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,6 @@ class TrainStepResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
@@ -80,7 +77,7 @@ def bench_train_step(
 ) -> TrainStepResult:
     """Time `steps` training steps of `model_name` on one fixed random batch, after `warmup` untimed steps."""
     _check_args(size, batch, steps, warmup)
-    dev = torch.device(device) if device is not None else default_device()
+    dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError("CUDA was asked for but is not available", "drop --device cuda to run on the CPU")
     torch.manual_seed(seed)

@@ -101,7 +101,16 @@ def create_model(
 
     The returned model carries `model.model_cfg` (see `model_config`) so the run can store how to rebuild it.
     """
-    model = _entry(name).builder(pretrained=pretrained, weights=weights, num_classes=num_classes, **kwargs)
+    builder = _entry(name).builder
+    try:
+        model = builder(pretrained=pretrained, weights=weights, num_classes=num_classes, **kwargs)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise BadInputError(
+            f"{name} does not take that argument ({exc})",
+            f"check model.kwargs; a known-good set is `{json.dumps(tiny_kwargs(name))}`",
+        ) from None
     cfg_kwargs = dict(kwargs)
     if num_classes != NUM_LABELS:
         cfg_kwargs["num_classes"] = num_classes
