@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from chexvision.data.bbox import read_bbox_csv
 from chexvision.data.shards import ShardIndex
 from chexvision.evaluate.evaluation import localize_run
 from chexvision.evaluate.inference import LoadedRun, load_run, split_indices
-from chexvision.evaluate.localization import box_mask, read_bbox_csv
+from chexvision.evaluate.localization import box_mask
 
 THRESHOLDS = ("0.1", "0.25", "0.5")
 

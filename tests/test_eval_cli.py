@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+from test_hub_card import make_run_dir  # the shared run-dir builder
 from typer.testing import CliRunner
 
 from chexvision.cli.main import app
@@ -18,21 +19,8 @@ runner = CliRunner()
 
 
 def _make_run(path: Path, seed: int) -> Path:
-    import torch
-    from safetensors.torch import save_file
-
-    from chexvision.models import create_model, tiny_kwargs
-
-    torch.manual_seed(seed)
-    model = create_model("seresnet", **tiny_kwargs("seresnet"))
-    path.mkdir(parents=True)
-    save_file(model.state_dict(), str(path / "model.safetensors"))
-    config = {"model": model.model_cfg, "data": {"size": 64, "mean": 0.449, "std": 0.226, "seed": 0}}
-    (path / "config.json").write_text(json.dumps(config))
-    (path / "metrics.json").write_text(json.dumps({"split_scheme": "patient", "val": {"macro_auc": 0.5}}))
-    (path / "history.json").write_text(json.dumps({"epochs": [{}, {}], "best_epoch": 2}))
-    (path / "run.json").write_text(json.dumps({"run_id": path.name, "model": "seresnet"}))
-    return path
+    """A tiny untrained SE-ResNet run on the synthetic data's `patient` split (the shared run-dir builder)."""
+    return make_run_dir(path, run_id=path.name, model="seresnet", seed=seed, split_scheme="patient")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +65,7 @@ def test_evaluate_runs_writes_metrics_report_and_ensemble(workspace: Path, evalu
     metrics = json.loads((workspace / "run-a" / "metrics.json").read_text())
     test_section = metrics["test"]
     assert test_section["macro_auc"] == pytest.approx(run_a["macro_auc"])
-    assert metrics["val"]["macro_auc"] == 0.5  # training's section is kept
+    assert metrics["val"]["macro_auc"] == 0.75  # training's section is kept
     preds = pd.read_csv(out / "predictions" / "run-a_test.csv")
     assert len(preds) == test_section["n_images"] and "prob_Pleural_Thickening" in preds
     ensemble = pd.read_csv(out / "predictions" / "ensemble_test.csv")
@@ -90,7 +78,7 @@ def test_compare_gives_table_and_paired_test(workspace: Path, evaluated: dict) -
     doc = _invoke("compare", str(workspace / "run-a"), str(workspace / "run-b"), "--out", str(workspace / "cmp"),
                   "--bootstrap", "8")  # fmt: skip
     assert [r["name"] for r in doc["runs"]] == ["run-a", "run-b"]
-    assert doc["runs"][0]["epochs_to_best"] == 2 and doc["runs"][0]["num_params"] > 1000
+    assert doc["runs"][0]["epochs_to_best"] == 3 and doc["runs"][0]["num_params"] > 1000
     pair = doc["pairs"][0]
     assert pair["diff"] == pytest.approx(
         evaluated["runs"]["run-a"]["macro_auc"] - evaluated["runs"]["run-b"]["macro_auc"]
@@ -148,3 +136,35 @@ def test_cam_command_writes_overlays(workspace: Path, tmp_path: Path) -> None:
         "cam", str(workspace / "run-a"), str(image), "--top", "2", "--out", str(tmp_path / "c"), "--device", "cpu"
     )
     assert len(doc) == 2
+
+
+def test_bad_prediction_and_label_files_are_one_line_errors(tmp_path: Path) -> None:
+    names = [f"{90000000 + i:08d}_000.png" for i in range(6)]
+    probs = {f"prob_{n}": [0.5] * 6 for n in LABELS}
+    pd.DataFrame({"Image Index": names, **probs}).to_csv(tmp_path / "p.csv", index=False)
+    truth = ["Effusion", "No Finding", "Effusion|Nodle", "No Finding", "Mass", "No Finding"]
+    pd.DataFrame({"Image Index": names, "Finding Labels": truth}).to_csv(tmp_path / "typo.csv", index=False)
+    result = runner.invoke(app, ["evaluate", "--predictions", str(tmp_path / "p.csv"), "--labels",
+                                 str(tmp_path / "typo.csv")])  # fmt: skip
+    assert result.exit_code == 2 and "line 4" in result.stderr and "'Nodle'" in result.stderr
+    pd.DataFrame({"Image Index": names, **probs, "prob_Mass": ["0.5", "x", "0.1", "0", "1", "0.2"]}).to_csv(
+        tmp_path / "text.csv", index=False
+    )
+    truth[2] = "Effusion|Nodule"
+    pd.DataFrame({"Image Index": names, "Finding Labels": truth}).to_csv(tmp_path / "meta.csv", index=False)
+    result = runner.invoke(app, ["evaluate", "--predictions", str(tmp_path / "text.csv"), "--labels",
+                                 str(tmp_path / "meta.csv")])  # fmt: skip
+    assert result.exit_code == 2 and "'prob_Mass'" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_cam_checks_label_top_and_images_before_loading(tmp_path: Path) -> None:
+    missing_run = str(tmp_path / "no-run")  # never reached: input is checked first
+    image = tmp_path / "x.png"
+    image.write_bytes(b"not an image")
+    for args, needle in (
+        (["--label", "Nope"], "Effusion"),
+        (["--top", "0"], "--top 1"),
+        ([], str(image)),
+    ):
+        result = runner.invoke(app, ["cam", missing_run, str(image), *args])
+        assert result.exit_code == 2 and needle in result.stderr, result.output

@@ -9,16 +9,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from chexvision.data.bbox import Box, read_bbox_csv
 from chexvision.evaluate.gradcam import grad_cam, grad_cam_native, overlay, peak_location, save_png, top_classes
-from chexvision.evaluate.localization import (
-    Box,
-    CamRecord,
-    cam_box,
-    iobb,
-    pointing_hit,
-    read_bbox_csv,
-    score_localization,
-)
+from chexvision.evaluate.localization import CamRecord, cam_box, iobb, pointing_hit, score_localization
 from chexvision.evaluate.tta import TTA_VIEWS, predict_views, tta_views
 
 

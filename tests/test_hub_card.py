@@ -168,3 +168,26 @@ def test_incomplete_run_dir_is_a_bad_input_naming_the_file(tmp_path: Path) -> No
     (run_dir / "model.safetensors").unlink()
     with pytest.raises(BadInputError, match=r"model\.safetensors"):
         read_run(run_dir)
+
+
+def test_card_states_this_runs_preprocessing_dropout_and_data(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path / "run")
+    run = json.loads((run_dir / "run.json").read_text())
+    run["dataset"]["clahe"] = True  # what training recorded: the images had CLAHE
+    (run_dir / "run.json").write_text(json.dumps(run))
+    body = ModelCard(render_card(read_run(run_dir), repo_id="me/x", revision="r1")).text
+    assert "CLAHE, scale to" in body
+    assert "dropout 0.3" in body  # DenseNet's default: the tiny kwargs do not set it
+
+    config = json.loads((run_dir / "config.json").read_text())
+    config["model"]["kwargs"]["drop_rate"] = 0.0  # as a smoke run trains
+    (run_dir / "config.json").write_text(json.dumps(config))
+    body = ModelCard(render_card(read_run(run_dir), repo_id="me/x", revision="r1")).text
+    assert "dropout 0.0" in body and "dropout 0.3" not in body
+    assert "Label noise" in body and "synthetic" not in body.lower()
+
+    run["dataset"] = {"source": "synthetic", "split_scheme": "patient", "clahe": False}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    body = ModelCard(render_card(read_run(run_dir), repo_id="me/x", revision="r1")).text
+    assert "CLAHE, scale" not in body and "Trained on synthetic images" in body
+    assert "Label noise" not in body and "NIH Clinical Center, 1992" not in body

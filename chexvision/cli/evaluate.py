@@ -172,10 +172,7 @@ def _print_summary(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    def fmt(value: float | None, ci: list[float] | None = None) -> str:
-        if value is None:
-            return "n/a"
-        return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    from chexvision.evaluate.report import format_estimate as fmt
 
     models = result.get("runs") or {result.get("name", "model"): result}
     if "ensemble" in result:

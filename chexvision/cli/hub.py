@@ -88,12 +88,11 @@ def predict(
 ) -> None:
     """Predict the 14 finding probabilities and the abnormal probability for each image."""
     from chexvision.hub.load import load_model
-    from chexvision.hub.predict import predict_files, read_image
+    from chexvision.hub.predict import predict_decoded, read_image
 
-    for path in images:  # fail on a bad image before loading (or downloading) the model
-        read_image(path)
+    decoded = [read_image(path) for path in images]  # a bad image fails before the model is loaded (or downloaded)
     net, config = load_model(model, device=device)
-    results = predict_files(net, config, images, tta=tta, device=device)
+    results = predict_decoded(net, config, images, decoded, tta=tta, device=device)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results]))
         return

@@ -18,13 +18,15 @@ import pandas as pd
 
 from chexvision.errors import BadInputError
 from chexvision.evaluate.bootstrap import paired_bootstrap
+from chexvision.evaluate.report import format_estimate
+from chexvision.files import atomic_write_text, read_json_object
 from chexvision.labels import LABELS, label_matrix
 
 __all__ = ["compare_runs", "comparison_markdown", "run_summary", "write_comparison"]
 
 
 def _json(path: Path) -> dict[str, Any]:
-    return dict(json.loads(path.read_text())) if path.is_file() else {}
+    return read_json_object(path) if path.is_file() else {}
 
 
 def _num_params(run_dir: Path, test: dict[str, Any]) -> int | None:
@@ -106,12 +108,6 @@ def compare_runs(run_dirs: Sequence[Path], *, bootstrap: int = 1000, seed: int =
     return {"runs": summaries, "pairs": pairs, "bootstrap": bootstrap, "seed": seed}
 
 
-def _f(value: float | None, ci: Sequence[float] | None = None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
-
 def comparison_markdown(result: dict[str, Any]) -> str:
     """The head-to-head table (rows = metrics, columns = runs) and the paired tests, as Markdown."""
     runs = result["runs"]
@@ -120,11 +116,11 @@ def comparison_markdown(result: dict[str, Any]) -> str:
         ("model", [str(r["model"]) for r in runs]),
         ("parameters", [f"{r['num_params']:,}" if r["num_params"] else "n/a" for r in runs]),
         ("epochs to best", [str(r["epochs_to_best"]) for r in runs]),
-        ("test macro AUROC [95% CI]", [_f(r["macro_auc"], r["macro_auc_ci"]) for r in runs]),
-        ("test macro AUROC, TTA", [_f(r["tta_macro_auc"]) for r in runs]),
-        ("binary AUROC [95% CI]", [_f(r["binary_auc"], r["binary_auc_ci"]) for r in runs]),
-        ("binary F1 (Youden on val)", [_f(r["binary_f1"]) for r in runs]),
-        *[(f"AUROC {label}", [_f(r["per_class_auc"].get(label)) for r in runs]) for label in LABELS],
+        ("test macro AUROC [95% CI]", [format_estimate(r["macro_auc"], r["macro_auc_ci"]) for r in runs]),
+        ("test macro AUROC, TTA", [format_estimate(r["tta_macro_auc"]) for r in runs]),
+        ("binary AUROC [95% CI]", [format_estimate(r["binary_auc"], r["binary_auc_ci"]) for r in runs]),
+        ("binary F1 (Youden on val)", [format_estimate(r["binary_f1"]) for r in runs]),
+        *[(f"AUROC {label}", [format_estimate(r["per_class_auc"].get(label)) for r in runs]) for label in LABELS],
     ]
     body = "".join(f"| {name} | " + " | ".join(cells) + " |\n" for name, cells in rows)
     text = "# Head-to-head comparison (test split)\n\n" + head + body
@@ -145,8 +141,8 @@ def write_comparison(result: dict[str, Any], out: Path) -> dict[str, Path]:
     """`compare.json`, `compare.md` and `compare.csv` (one row per run) under `out`."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "compare.json", "markdown": out / "compare.md", "csv": out / "compare.csv"}
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
-    paths["markdown"].write_text(comparison_markdown(result))
+    atomic_write_text(paths["json"], json.dumps(result, indent=2) + "\n")
+    atomic_write_text(paths["markdown"], comparison_markdown(result))
     flat = [
         {k: v for k, v in r.items() if k != "per_class_auc"} | {f"auc_{k}": v for k, v in r["per_class_auc"].items()}
         for r in result["runs"]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chexvision.data.bbox import Box, read_bbox_csv
 from chexvision.data.shards import ShardIndex
 from chexvision.errors import BadInputError
 from chexvision.evaluate.gradcam import (
@@ -32,8 +33,9 @@ from chexvision.evaluate.gradcam import (
     upsample_cam,
 )
 from chexvision.evaluate.inference import EvalTransform, LoadedRun, load_run, predict_split, split_indices
-from chexvision.evaluate.localization import Box, CamRecord, read_bbox_csv, score_localization
+from chexvision.evaluate.localization import CamRecord, score_localization
 from chexvision.evaluate.predictions import Predictions, ensemble, score_predictions
+from chexvision.files import atomic_write_text, read_json_object
 from chexvision.labels import LABELS
 
 if TYPE_CHECKING:
@@ -50,7 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_INDEX = {name: k for k, name in enumerate(LABELS)}
 
 
 @dataclass(frozen=True)
@@ -126,14 +127,14 @@ def localize_run(
         (int(i), label, [b for b in boxes[name] if b.label == label])
         for i in rows
         if (name := index.filenames[int(i)].rsplit("/", 1)[-1]) in boxes
-        for label in sorted({b.label for b in boxes[name]}, key=_INDEX.__getitem__)
+        for label in sorted({b.label for b in boxes[name]}, key=LABELS.index)
     ]
     frame = _box_frame(boxes, index, rows, bbox_frame)
     records: list[CamRecord] = []
     for start in range(0, len(wanted), batch_size):
         chunk = wanted[start : start + batch_size]
         x = torch.from_numpy(np.stack([transform(index.read_image(i)) for i, _, _ in chunk])).to(device)
-        native = grad_cam_native(run.model, x, [_INDEX[label] for _, label, _ in chunk])
+        native = grad_cam_native(run.model, x, [LABELS.index(label) for _, label, _ in chunk])
         size = (transform.size, transform.size)
         scale = transform.size / float(frame or transform.size)
         for (i, label, bxs), low, cam in zip(chunk, native, upsample_cam(native, size), strict=True):
@@ -180,6 +181,28 @@ def _cam_samples(
     return samples
 
 
+def _evaluate_run(
+    run: LoadedRun, index: ShardIndex, opts: EvalOptions, out: Path
+) -> tuple[dict[str, Any], dict[str, Predictions], dict[str, Predictions], list[dict[str, str]]]:
+    """One run's scores (+ localization), its predictions on the split and on validation, and its CAM samples."""
+    kw: dict[str, Any] = {"tta": opts.tta, "batch_size": opts.batch_size, "device": opts.device, "index": index}
+    preds = predict_split(run, opts.data_dir, opts.split, **kw)
+    val = preds if opts.split == "val" else predict_split(run, opts.data_dir, "val", **kw)
+    entry: dict[str, Any] = {
+        "run_dir": str(run.run_dir),
+        "model": run.config["model"]["name"],
+        "num_params": run.num_params,
+        **_score_pair(preds, val, opts),
+    }
+    rows = split_indices(index, run.config, opts.split, data_dir=opts.data_dir, run_dir=run.run_dir)
+    if opts.bbox_csv is not None:
+        entry["localization"] = localize_run(
+            run, index, rows, opts.bbox_csv, data_dir=opts.data_dir, bbox_frame=opts.bbox_frame, seed=opts.seed,
+            device=opts.device,
+        )  # fmt: skip
+    return entry, preds, val, _cam_samples(run, index, rows, preds["plain"], out, opts)
+
+
 def evaluate_runs(run_dirs: Sequence[Path], opts: EvalOptions, out: Path) -> dict[str, Any]:
     """Evaluate each run (and their ensemble when there are several); write all files; return the results."""
     if not run_dirs:
@@ -203,30 +226,9 @@ def evaluate_runs(run_dirs: Sequence[Path], opts: EvalOptions, out: Path) -> dic
     all_val: dict[str, dict[str, Predictions]] = {}
     out.mkdir(parents=True, exist_ok=True)
     for run in runs:
-        kw = {"tta": opts.tta, "batch_size": opts.batch_size, "device": opts.device, "index": index}
-        preds = predict_split(run, opts.data_dir, opts.split, **kw)  # type: ignore[arg-type]
-        val = preds if opts.split == "val" else predict_split(run, opts.data_dir, "val", **kw)  # type: ignore[arg-type]
-        all_preds[run.name], all_val[run.name] = preds, val
-        entry: dict[str, Any] = {
-            "run_dir": str(run.run_dir),
-            "model": run.config["model"]["name"],
-            "num_params": run.num_params,
-            **_score_pair(preds, val, opts),
-        }
-        rows = split_indices(index, run.config, opts.split, data_dir=opts.data_dir, run_dir=run.run_dir)
-        if opts.bbox_csv is not None:
-            entry["localization"] = localize_run(
-                run,
-                index,
-                rows,
-                opts.bbox_csv,
-                data_dir=opts.data_dir,
-                bbox_frame=opts.bbox_frame,
-                seed=opts.seed,
-                device=opts.device,
-            )
-        results["cam_samples"] += _cam_samples(run, index, rows, preds["plain"], out, opts)
+        entry, all_preds[run.name], all_val[run.name], cams = _evaluate_run(run, index, opts, out)
         results["runs"][run.name] = entry
+        results["cam_samples"] += cams
     if len(runs) > 1:
         members = list(all_preds)
         ens = {key: ensemble([all_preds[m][key] for m in members]) for key in all_preds[members[0]]}
@@ -253,7 +255,7 @@ def write_outputs(
     section = metrics_section_name(split)
     for run in runs:
         path = run.run_dir / "metrics.json"
-        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        metrics = read_json_object(path) if path.is_file() else {}
         entry = results["runs"][run.name]
         metrics[section] = {
             **entry["plain"],
@@ -269,9 +271,7 @@ def write_outputs(
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=_jsonable) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False, default=_jsonable) + "\n")
 
 
 def _jsonable(value: Any) -> Any:

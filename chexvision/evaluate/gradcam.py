@@ -107,6 +107,16 @@ def save_png(path: Path, rgb: np.ndarray, *, scale: int = 1) -> Path:
     return path
 
 
+def _label_index(label: str) -> int:
+    from chexvision.errors import BadInputError
+    from chexvision.labels import canonical_label
+
+    try:
+        return LABELS.index(canonical_label(label))
+    except ValueError:
+        raise BadInputError(f"unknown label {label!r}", f"name one of the 14 NIH labels: {', '.join(LABELS)}") from None
+
+
 def cam_images(
     run_dir: Path,
     images: Sequence[Path],
@@ -116,30 +126,28 @@ def cam_images(
     top: int = 3,
     device: str = "cpu",
 ) -> list[dict[str, object]]:
-    """Grad-CAM overlays (PNG) of image files for the named label or each image's `top` classes."""
+    """Grad-CAM overlays (PNG) of image files for the named label or each image's `top` classes.
+
+    The label and every image are checked before the model is loaded, so bad input fails fast.
+    """
     import torch
 
-    from chexvision.data.shards import ImageDecodeError, decode_image
     from chexvision.errors import BadInputError
     from chexvision.evaluate.inference import load_run
-    from chexvision.hub.predict import preprocessing
-    from chexvision.labels import canonical_label
+    from chexvision.evaluate.tta import predict_views
+    from chexvision.hub.predict import preprocessing, read_image
 
+    fixed = [_label_index(label)] if label else None
+    if fixed is None and top < 1:
+        raise BadInputError(f"--top {top} maps no class", "pass --top 1 or more, or --label NAME")
+    decoded = [read_image(Path(path)) for path in images]
     run = load_run(run_dir, device)
     transform = preprocessing(run.config)  # raw image files: repeat training's preprocessing, CLAHE included
-    try:
-        fixed = [LABELS.index(canonical_label(label))] if label else None
-    except ValueError as exc:
-        raise BadInputError(str(exc), "name one of the 14 NIH labels, e.g. --label Effusion") from None
     written: list[dict[str, object]] = []
-    for path in images:
-        try:
-            img = decode_image(Path(path).read_bytes())
-        except (OSError, ImageDecodeError) as exc:
-            raise BadInputError(f"cannot read image {path}: {exc}", "pass PNG or JPEG files") from exc
+    for path, img in zip(images, decoded, strict=True):
         x = torch.from_numpy(transform(img)[None]).to(device)
         with torch.inference_mode():
-            probs = torch.sigmoid(run.model(x)[0].float())[0].cpu().numpy()
+            probs = predict_views(run.model, x, tta=False)["plain"][0].cpu().numpy()
         classes = fixed or top_classes(probs, top)[0]
         cams = grad_cam(run.model, x.repeat(len(classes), 1, 1, 1), classes)
         base = transform.resized(img)

@@ -1,13 +1,12 @@
 """Run a trained model over a split of a data set: probabilities, labels, file names and patient ids.
 
-Images get the evaluation transform the loader uses (decode -> CLAHE when the run's config and the data set
-ask for it -> resize with INTER_AREA -> normalise with the run's mean/std); the split is rebuilt from the
+Images get the evaluation transform the loader uses (decode -> resize with INTER_AREA -> CLAHE when the run's
+config and the data set ask for it -> normalise with the run's mean/std); the split is rebuilt from the
 run's split scheme and seed, so the test images are exactly the ones training never saw.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from chexvision.data.splits import make_split, patient_ids
 from chexvision.data.transforms import MEAN, STD, apply_clahe, normalize_cpu, resize_to, resolve_clahe
 from chexvision.errors import BadInputError
 from chexvision.evaluate.predictions import Predictions
+from chexvision.files import read_json_object
 from chexvision.labels import label_matrix
 
 if TYPE_CHECKING:
@@ -56,15 +56,6 @@ class LoadedRun:
         return dict(self.config.get("data") or {})
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise BadInputError(f"{path} not found", "is this a run directory written by `chexvision train`?") from None
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{path} is not valid JSON: {exc}", "re-fetch or re-train the run") from exc
-
-
 def load_run(run_dir: Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Rebuild the model of `run_dir` from config.json + model.safetensors (no pickle, no download)."""
     from chexvision.hub.load import load_model
@@ -74,7 +65,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> LoadedRun:
         raise BadInputError(f"run directory {run_dir} not found", "pass a folder written by `chexvision train`")
     model, config = load_model(str(run_dir), device=str(device))
     run_json = run_dir / "run.json"
-    name = str(_read_json(run_json).get("run_id") or run_dir.name) if run_json.is_file() else run_dir.name
+    name = str(read_json_object(run_json).get("run_id") or run_dir.name) if run_json.is_file() else run_dir.name
     return LoadedRun(run_dir, name, model, config, sum(p.numel() for p in model.parameters()))
 
 
@@ -120,7 +111,9 @@ class EvalTransform:
 
 def _dataset_meta(data_dir: Path | None) -> dict[str, Any]:
     path = Path(data_dir) / "dataset.json" if data_dir is not None else None
-    return _read_json(path) if path is not None and path.is_file() else {}
+    if path is None or not path.is_file():
+        return {}
+    return read_json_object(path, "fix or delete it (`chexvision data synth|build|download` write it)")
 
 
 def split_scheme_of(config: dict[str, Any], data_dir: Path | None = None, run_dir: Path | None = None) -> str:
@@ -129,7 +122,7 @@ def split_scheme_of(config: dict[str, Any], data_dir: Path | None = None, run_di
     for name, keys in (("run.json", ("dataset", "split_scheme")), ("metrics.json", ("split_scheme",))):
         if scheme or run_dir is None or not (Path(run_dir) / name).is_file():
             continue
-        value: Any = _read_json(Path(run_dir) / name)
+        value: Any = read_json_object(Path(run_dir) / name)
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         scheme = value

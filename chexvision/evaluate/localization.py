@@ -23,18 +23,16 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import norm
 
-from chexvision.data.bbox import Box, read_bbox_csv
+from chexvision.data.bbox import Box
 from chexvision.labels import LABELS
 
 __all__ = [
     "IOBB_THRESHOLDS",
-    "Box",
     "CamRecord",
     "box_mask",
     "cam_box",
     "iobb",
     "pointing_hit",
-    "read_bbox_csv",
     "score_localization",
 ]
 

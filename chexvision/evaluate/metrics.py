@@ -7,7 +7,8 @@ macro average.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -23,26 +24,26 @@ __all__ = [
 ]
 
 
-def _defined(y_true: np.ndarray) -> bool:
-    """AUROC needs both classes present; so does a meaningful AUPRC."""
-    n_pos = int(np.count_nonzero(y_true > 0.5))
-    return 0 < n_pos < len(y_true)
+def _if_defined(score: Callable[..., Any], y_true: np.ndarray, y_score: np.ndarray) -> float | None:
+    """`score` (a scikit-learn ranking metric) when both classes are present, else None (JSON null).
+
+    AUROC is undefined with one class; AUPRC is then 1.0 or 0.0 whatever the scores, so it is not reported either.
+    """
+    y = np.asarray(y_true) > 0.5
+    n_pos = int(np.count_nonzero(y))
+    if not 0 < n_pos < len(y):
+        return None
+    return float(score(y, np.asarray(y_score, dtype=np.float64)))
 
 
 def auroc(y_true: np.ndarray, y_score: np.ndarray) -> float | None:
     """Area under the ROC curve, or None when only one class is present."""
-    y = np.asarray(y_true) > 0.5
-    if not _defined(y):
-        return None
-    return float(roc_auc_score(y, np.asarray(y_score, dtype=np.float64)))
+    return _if_defined(roc_auc_score, y_true, y_score)
 
 
 def auprc(y_true: np.ndarray, y_score: np.ndarray) -> float | None:
     """Average precision (area under the precision-recall curve), or None when only one class is present."""
-    y = np.asarray(y_true) > 0.5
-    if not _defined(y):
-        return None
-    return float(average_precision_score(y, np.asarray(y_score, dtype=np.float64)))
+    return _if_defined(average_precision_score, y_true, y_score)
 
 
 def per_class(

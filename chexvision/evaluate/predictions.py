@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from chexvision.data.splits import patient_ids as _patient_ids
 from chexvision.errors import BadInputError
@@ -23,7 +24,8 @@ from chexvision.evaluate.bootstrap import bootstrap_classification
 from chexvision.evaluate.calibration import expected_calibration_error, fit_temperature, logit, reliability_curve
 from chexvision.evaluate.metrics import classification_metrics
 from chexvision.evaluate.thresholds import metrics_at_threshold, sensitivity_threshold, youden_threshold
-from chexvision.labels import LABELS, canonical_label, format_labels, label_matrix
+from chexvision.files import tmp_sibling
+from chexvision.labels import LABELS, NO_FINDING, canonical_label, format_labels, label_matrix, parse_labels
 
 __all__ = [
     "Predictions",
@@ -66,7 +68,7 @@ class Predictions:
 
     def write_csv(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = tmp_sibling(path)
         self.to_frame().to_csv(tmp, index=False, float_format="%.6g")
         tmp.replace(path)
         return path
@@ -126,27 +128,54 @@ def read_predictions_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray 
             f"predictions file {path} has no image-name column",
             f"name one column {' or '.join(repr(c) for c in _IMAGE_COLUMNS[:2])}",
         )
+    columns = _label_columns(path, frame)
+    p14 = _probabilities(path, frame, [columns[name] for name in LABELS])
+    pbin = None
+    if (bcol := _find_column(list(frame.columns), _BINARY_COLUMNS)) is not None:
+        pbin = _probabilities(path, frame, [bcol])[:, 0]
+    elif (ncol := _find_column(list(frame.columns), _NO_FINDING_COLUMNS)) is not None:
+        pbin = 1.0 - _probabilities(path, frame, [ncol])[:, 0]
+    return [_basename(n) for n in frame[image_col]], p14, pbin
+
+
+def _label_columns(path: Path, frame: pd.DataFrame) -> dict[str, str]:
+    """Canonical label -> its column; every label needs exactly one (`Effusion` and `prob_Effusion` is ambiguous)."""
     columns: dict[str, str] = {}
-    for col in frame.columns:
+    for col in map(str, frame.columns):
         try:
-            columns.setdefault(canonical_label(str(col)), str(col))
+            label = canonical_label(col)
         except ValueError:
-            continue
+            continue  # the image column, a binary column, metadata
+        if label in columns:
+            raise BadInputError(
+                f"predictions file {path} has two columns for {label}: {columns[label]!r} and {col!r}",
+                "keep one probability column per pathology",
+            )
+        columns[label] = col
     missing = [name for name in LABELS if name not in columns]
     if missing:
         raise BadInputError(
             f"predictions file {path} lacks probability columns for {', '.join(missing)}",
             "give one column per NIH pathology, e.g. `Effusion` or `prob_Effusion`",
         )
-    p14 = frame[[columns[name] for name in LABELS]].to_numpy(dtype=np.float64)
-    if not np.isfinite(p14).all() or p14.min() < 0 or p14.max() > 1:
-        raise BadInputError(f"predictions in {path} are not probabilities in [0, 1]", "apply a sigmoid first")
-    pbin = None
-    if (bcol := _find_column(list(frame.columns), _BINARY_COLUMNS)) is not None:
-        pbin = frame[bcol].to_numpy(dtype=np.float64)
-    elif (ncol := _find_column(list(frame.columns), _NO_FINDING_COLUMNS)) is not None:
-        pbin = 1.0 - frame[ncol].to_numpy(dtype=np.float64)
-    return [_basename(n) for n in frame[image_col]], p14, pbin
+    return columns
+
+
+def _probabilities(path: Path, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The columns as float64 [N, K]; text, blanks or values outside [0, 1] are a BadInputError naming the column."""
+    values = np.empty((len(frame), len(columns)), dtype=np.float64)
+    for k, col in enumerate(columns):
+        try:
+            values[:, k] = frame[col].to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            raise BadInputError(f"column {col!r} of {path} holds text", "write one probability per cell") from None
+        bad = ~np.isfinite(values[:, k]) | (values[:, k] < 0) | (values[:, k] > 1)
+        if bad.any():
+            raise BadInputError(
+                f"column {col!r} of {path} has {int(bad.sum())} blank values or values outside [0, 1]",
+                "give a probability for every image (apply a sigmoid to logits)",
+            )
+    return values
 
 
 def read_labels_csv(path: Path) -> pd.DataFrame:
@@ -162,10 +191,24 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
             f"labels file {path} needs an image column and a label column",
             "use the NIH Data_Entry_2017 CSV (`Image Index`, `Finding Labels`) or `filename`,`labels`",
         )
+    texts = frame[label_col].fillna(NO_FINDING).astype(str).to_numpy()
+    _, first = np.unique(texts, return_index=True)
+    for row in np.sort(first):  # each distinct label string once (NIH: ~800 for 112k images)
+        try:
+            parse_labels(texts[row])
+        except ValueError as exc:
+            raise BadInputError(
+                f"labels file {path}, line {row + 2}: {exc}",  # +2: the header, and 1-based lines
+                "label names are the 14 NIH pathologies joined by `|`, or `No Finding`",
+            ) from None
     names = [_basename(n) for n in frame[image_col]]
     pid_col = _find_column(list(frame.columns), ("Patient ID", "patient_id"))
-    pids = frame[pid_col].astype(np.int64).to_numpy() if pid_col else _patient_ids(names)
-    out = pd.DataFrame({"labels": frame[label_col].fillna("No Finding").astype(str).to_numpy(), "patient_id": pids})
+    try:
+        pids = frame[pid_col].astype(np.int64).to_numpy() if pid_col else _patient_ids(names)
+    except (TypeError, ValueError) as exc:
+        hint = "use whole numbers in `Patient ID`"
+        raise BadInputError(f"labels file {path} has bad patient ids: {exc}", hint) from None
+    out = pd.DataFrame({"labels": texts, "patient_id": pids})
     out.index = pd.Index(names, name="filename")
     return out[~out.index.duplicated()]
 
@@ -233,7 +276,7 @@ def _calibration(ref: Predictions, test: Predictions, n_bins: int) -> dict[str, 
     pairs = {"multi": (ref.p14, ref.y14, test.p14, test.y14), "binary": (ref.pbin, ref.ybin, test.pbin, test.ybin)}
     for head, (p_ref, y_ref, p_test, y_test) in pairs.items():
         t = fit_temperature(logit(p_ref), y_ref)
-        scaled = 1.0 / (1.0 + np.exp(-logit(p_test) / t))
+        scaled = expit(logit(p_test) / t)  # overflow-free sigmoid
         out[head] = {
             "temperature": t,
             "ece_before": expected_calibration_error(y_test, p_test, n_bins),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,15 +17,17 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from chexvision.evaluate.predictions import Predictions
+from chexvision.files import atomic_write_text
 from chexvision.labels import LABELS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["render_report", "summary_rows", "write_report"]
+__all__ = ["format_estimate", "render_report", "summary_rows", "write_report"]
 
 
-def _fmt(value: float | None, ci: list[float] | None = None) -> str:
+def format_estimate(value: float | None, ci: Sequence[float] | None = None) -> str:
+    """`0.812 [0.790, 0.833]`: a metric with its interval, as every table of the evaluation shows it."""
     if value is None:
         return "n/a"
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
@@ -45,6 +48,7 @@ def _scores(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 def summary_rows(results: dict[str, Any]) -> list[dict[str, str]]:
     """One row per (model, variant): the headline numbers as display strings."""
+    fmt = format_estimate
     rows = []
     for name, variant, s in _scores(results):
         ci = s.get("ci") or {}
@@ -56,17 +60,17 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, str]]:
             {
                 "model": name,
                 "variant": "TTA" if variant == "tta" else "plain",
-                "macro_auc": _fmt(s["macro_auc"], ci.get("macro_auc")),
-                "macro_auprc": _fmt(s["macro_auprc"], ci.get("macro_auprc")),
-                "binary_auc": _fmt(s["binary_auc"], ci.get("binary_auc")),
+                "macro_auc": fmt(s["macro_auc"], ci.get("macro_auc")),
+                "macro_auprc": fmt(s["macro_auprc"], ci.get("macro_auprc")),
+                "binary_auc": fmt(s["binary_auc"], ci.get("binary_auc")),
                 "youden": (
-                    f"F1 {_fmt(youden.get('f1'))}, sens {_fmt(youden.get('sensitivity'))}, "
-                    f"spec {_fmt(youden.get('specificity'))}"
+                    f"F1 {fmt(youden.get('f1'))}, sens {fmt(youden.get('sensitivity'))}, "
+                    f"spec {fmt(youden.get('specificity'))}"
                     if youden
                     else "n/a"
                 ),
                 "high_sens": (
-                    f"sens {_fmt(sens.get('sensitivity'))}, spec {_fmt(sens.get('specificity'))}" if sens else "n/a"
+                    f"sens {fmt(sens.get('sensitivity'))}, spec {fmt(sens.get('specificity'))}" if sens else "n/a"
                 ),
                 "ece": f"{cal['ece_before']:.3f} -> {cal['ece_after']:.3f} (T={cal['temperature']:.2f})",
             }
@@ -81,7 +85,7 @@ def _per_class_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, 
         cells = []
         for _, s in scores:
             ci = (s.get("ci") or {}).get("per_class_auc", {}).get(label)
-            cells.append(_fmt(s["per_class_auc"][label], ci))
+            cells.append(format_estimate(s["per_class_auc"][label], ci))
         rows.append({"label": label, "positives": scores[0][1]["positives"][label], "cells": cells})
     return [name for name, _ in scores], rows
 
@@ -230,6 +234,6 @@ def write_report(results: dict[str, Any], preds: dict[str, dict[str, Predictions
     """Write `report.html`, `report.md` and `figures/*.png` under `out`."""
     html, markdown = render_report(results, preds, out / "figures")
     paths = {"html": out / "report.html", "markdown": out / "report.md"}
-    paths["html"].write_text(html)
-    paths["markdown"].write_text(markdown)
+    atomic_write_text(paths["html"], html)
+    atomic_write_text(paths["markdown"], markdown)
     return paths

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from chexvision.hub.client import hub_ready as hub_ready
     from chexvision.hub.load import load_model as load_model
     from chexvision.hub.predict import Prediction as Prediction
+    from chexvision.hub.predict import predict_decoded as predict_decoded
     from chexvision.hub.predict import predict_files as predict_files
     from chexvision.hub.predict import preprocessing as preprocessing
     from chexvision.hub.publish import PublishResult as PublishResult
@@ -27,6 +28,7 @@ __all__ = [
     "default_hub_dir",
     "hub_ready",
     "load_model",
+    "predict_decoded",
     "predict_files",
     "preprocessing",
     "publish_run",
@@ -40,6 +42,7 @@ _WHERE = {
     "default_hub_dir": "chexvision.hub.publish",
     "hub_ready": "chexvision.hub.client",
     "load_model": "chexvision.hub.load",
+    "predict_decoded": "chexvision.hub.predict",
     "predict_files": "chexvision.hub.predict",
     "preprocessing": "chexvision.hub.predict",
     "publish_run": "chexvision.hub.publish",

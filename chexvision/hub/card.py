@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chexvision.errors import BadInputError
+from chexvision.files import read_json_object
 from chexvision.labels import LABELS
 
 __all__ = [
@@ -40,16 +41,18 @@ REQUIRED = ("config.json", "history.json", "metrics.json", WEIGHTS_FILE)
 # The ImageNet weights a pretrained DenseNet starts from (torchvision IMAGENET1K_V1, mirrored by timm on the Hub).
 BASE_MODELS = {"densenet": "timm/densenet121.tv_in1k"}
 
+# `{dropout}` is filled from the run's `drop_rate` (tiny smoke variants train without dropout).
 ARCHITECTURES = {
     "densenet": (
         "DenseNet-121 (torchvision layout) with a one-channel stem (the ImageNet `conv0` filters summed over RGB), "
-        "a 1024 -> 512 feature layer (ReLU, dropout 0.3) and two heads on the shared 512-d feature"
+        "a feature layer to 512 (ReLU, dropout {dropout}) and two heads on the shared 512-d feature"
     ),
     "seresnet": (
-        "an SE-ResNet (basic residual blocks with squeeze-and-excitation, reduction 16; stem 7x7/2 + max-pool), "
-        "trained from scratch, ending in a 512-d feature (dropout 0.5) and two heads"
+        "An SE-ResNet (basic residual blocks with squeeze-and-excitation, reduction 16; stem 7x7/2 + max-pool), "
+        "trained from scratch, ending in a 512-d feature (ReLU, dropout {dropout}) and two heads"
     ),
 }
+DEFAULT_DROPOUT = {"densenet": 0.3, "seresnet": 0.5}  # the builders' defaults (DESIGN §3)
 
 # Published numbers and the split each was measured on: only same-split numbers are comparable.
 REFERENCES: tuple[dict[str, str], ...] = (
@@ -118,16 +121,6 @@ class RunArtifacts:
         )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"cannot read {path}: {exc}", "is this a complete run directory?") from exc
-    if not isinstance(data, dict):
-        raise BadInputError(f"{path} is not a JSON object", "is this a complete run directory?")
-    return data
-
-
 def read_run(run_dir: Path) -> RunArtifacts:
     """Read and check a run directory; a missing file is a BadInputError naming it."""
     run_dir = Path(run_dir)
@@ -139,12 +132,12 @@ def read_run(run_dir: Path) -> RunArtifacts:
             f"run directory {run_dir} lacks {', '.join(missing)}",
             "publish a run that finished at least one epoch (training writes these files)",
         )
-    run = _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
-    config = _read_json(run_dir / "config.json")
+    run = read_json_object(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    config = read_json_object(run_dir / "config.json")
     if not isinstance(config.get("model"), dict) or "name" not in config["model"]:
         raise BadInputError(f"{run_dir / 'config.json'} has no model name", 'expected "model": {"name": ...}')
-    return RunArtifacts(run_dir, run, config, _read_json(run_dir / "history.json"),
-                        _read_json(run_dir / "metrics.json"))  # fmt: skip
+    return RunArtifacts(run_dir, run, config, read_json_object(run_dir / "history.json"),
+                        read_json_object(run_dir / "metrics.json"))  # fmt: skip
 
 
 def count_parameters(weights: Path) -> int:
@@ -316,9 +309,14 @@ def _template() -> Any:
 
 def render_card(art: RunArtifacts, *, repo_id: str, revision: str, plot: str | None = PLOT_FILE) -> str:
     """The full README.md: YAML front matter from `ModelCardData.to_yaml()`, then the Jinja body."""
+    from chexvision.hub.predict import trained_with_clahe
+
     card_data = build_card_data(art)
     data = art.config.get("data", {})
     model_cfg = art.config.get("model", {})
+    kwargs = model_cfg.get("kwargs") or {}
+    dropout = kwargs.get("drop_rate", DEFAULT_DROPOUT.get(art.model_name, "n/a"))
+    architecture = ARCHITECTURES.get(art.model_name, "The `{name}` architecture, ending in a 512-d feature")
     history = art.history
     context = {
         "card_data": card_data.to_yaml(),
@@ -327,14 +325,15 @@ def render_card(art: RunArtifacts, *, repo_id: str, revision: str, plot: str | N
         "revision": revision,
         "run_id": art.run_id,
         "model_name": art.model_name,
-        "architecture": ARCHITECTURES.get(art.model_name, f"the `{art.model_name}` architecture"),
-        "model_kwargs": json.dumps(model_cfg.get("kwargs") or {}, sort_keys=True),
+        "architecture": architecture.format(name=art.model_name, dropout=dropout),
+        "model_kwargs": json.dumps(kwargs, sort_keys=True),
         "num_params": f"{count_parameters(art.run_dir / WEIGHTS_FILE):,}",
         "base_model": card_data.base_model,
         "size": data.get("size", "n/a"),
         "mean": data.get("mean", "n/a"),
         "std": data.get("std", "n/a"),
-        "clahe": data.get("clahe", False),
+        # the decision `predict` repeats (run.json's record, else the config's mode and the data source)
+        "clahe": trained_with_clahe({"dataset": art.dataset, **art.config}),
         "split_scheme": art.split_scheme,
         "dataset_title": _dataset_title(art),
         "dataset_id": _dataset_id(art),

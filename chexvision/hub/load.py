@@ -10,12 +10,12 @@ Nothing is unpickled. A spec is one of:
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chexvision.errors import BadInputError
+from chexvision.files import read_json_object
 from chexvision.hub.card import WEIGHTS_FILE
 from chexvision.hub.client import HubClient
 from chexvision.hub.publish import folder_revision
@@ -55,18 +55,15 @@ def resolve_model_dir(spec: str, *, client: HubClient | None = None) -> Path:
 
 def _read_config(folder: Path) -> dict[str, Any]:
     path = folder / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"cannot read {path}: {exc}", "a model folder needs config.json") from exc
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+    config = read_json_object(path, "a model folder needs the config.json its run wrote")
+    if not isinstance(config.get("model"), dict):
         raise BadInputError(f'{path} has no "model" section', "was it written by `chexvision train`?")
     run_path = folder / RUN_FILE
     if "dataset" not in config and run_path.is_file():
         try:
-            dataset = json.loads(run_path.read_text(encoding="utf-8")).get("dataset")
-        except (OSError, ValueError, AttributeError):
-            dataset = None
+            dataset = read_json_object(run_path).get("dataset")
+        except BadInputError:
+            dataset = None  # run.json is optional provenance: a damaged one must not block loading the weights
         if isinstance(dataset, dict):
             config["dataset"] = dataset  # what the model was trained on: decides CLAHE for prediction
     return config

@@ -1,7 +1,7 @@
 """Predict the 14 findings and the abnormal probability for image files with a loaded model.
 
 Preprocessing is the evaluation transform training used (`chexvision.evaluate.inference.EvalTransform`: decode to
-8-bit gray -> CLAHE when the run used it -> resize (INTER_AREA) -> normalise with the run's mean/std), so there is
+8-bit gray -> resize (INTER_AREA) -> CLAHE when the run used it -> normalise with the run's mean/std), so there is
 one definition of it in the code base. `--tta` averages probabilities over identity, h-flip and +-7 degree
 rotations (`chexvision.evaluate.tta`).
 """
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from chexvision.evaluate.inference import EvalTransform
 
-__all__ = ["Prediction", "predict_files", "preprocessing", "read_image"]
+__all__ = ["Prediction", "predict_decoded", "predict_files", "preprocessing", "read_image", "trained_with_clahe"]
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,13 @@ def read_image(path: Path) -> np.ndarray:
     """Decode an image file to uint8 HxW gray; an unreadable file is a BadInputError naming it."""
     try:
         return decode_image(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise BadInputError(f"image {path} not found", "check the path") from None
     except (OSError, ImageDecodeError) as exc:
         raise BadInputError(f"cannot read image {path}: {exc}", IMAGE_HINT) from exc
 
 
-def _clahe_from_config(config: Mapping[str, Any]) -> bool:
+def trained_with_clahe(config: Mapping[str, Any]) -> bool:
     """Whether the images the model was trained on had CLAHE, from config.json (+ run.json's data set).
 
     Training records the answer in run.json (`dataset.clahe`). For runs without it: `data.aug.clahe` is "always" |
@@ -71,7 +73,7 @@ def _clahe_from_config(config: Mapping[str, Any]) -> bool:
         return mode == "always"
     source = (config.get("dataset") or {}).get("source")
     if source is None:
-        log.warning("config.json has clahe 'auto' and no data set source (run.json): predicting without CLAHE")
+        log.warning("config.json has clahe 'auto' and no data set source (run.json): assuming no CLAHE")
     return source not in ("synthetic", None)
 
 
@@ -79,7 +81,7 @@ def preprocessing(config: Mapping[str, Any]) -> EvalTransform:
     """The evaluation transform of a run, from its config.json (size, mean, std, CLAHE)."""
     from chexvision.evaluate.inference import EvalTransform
 
-    return replace(EvalTransform.from_config(dict(config)), clahe=_clahe_from_config(config))
+    return replace(EvalTransform.from_config(dict(config)), clahe=trained_with_clahe(config))
 
 
 def predict_files(
@@ -92,9 +94,23 @@ def predict_files(
     device: str = "cpu",
 ) -> list[Prediction]:
     """Probabilities for each image file. Every file is decoded first, so a bad one fails before any compute."""
+    decoded = [read_image(Path(p)) for p in images]
+    return predict_decoded(model, config, images, decoded, tta=tta, batch_size=batch_size, device=device)
+
+
+def predict_decoded(
+    model: nn.Module,
+    config: Mapping[str, Any],
+    names: Sequence[str | Path],
+    decoded: Sequence[np.ndarray],
+    *,
+    tta: bool = False,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> list[Prediction]:
+    """Probabilities for images already decoded by `read_image` (uint8 HxW), reported under `names`."""
     from chexvision.evaluate.inference import predict_images
 
-    decoded = [read_image(Path(p)) for p in images]
     if not decoded:
         return []
     probs = predict_images(model, decoded, preprocessing(config), tta=tta, batch_size=batch_size, device=device)
@@ -105,5 +121,5 @@ def predict_files(
             probabilities={label: float(p[i, j]) for j, label in enumerate(LABELS)},
             abnormal=float(p[i, len(LABELS)]),
         )
-        for i, name in enumerate(images)
+        for i, name in enumerate(names)
     ]

@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chexvision.errors import BadInputError
-from chexvision.hub.card import CARD_FILE, PLOT_FILE, WEIGHTS_FILE, RunArtifacts, plot_training_curves, read_run
+from chexvision.files import atomic_write_text, read_json_object, tmp_sibling
+from chexvision.hub.card import (
+    CARD_FILE,
+    PLOT_FILE,
+    WEIGHTS_FILE,
+    RunArtifacts,
+    plot_training_curves,
+    read_run,
+)
 from chexvision.hub.card import render_card as _render_card
 from chexvision.hub.client import HubClient, RemoteFile
 
@@ -184,12 +192,10 @@ class _FolderTarget:
         self.revisions = self.root / REVISIONS_DIR
 
     def _refs(self) -> dict[str, dict[str, str]]:
-        path = self.revisions / REFS_FILE
-        refs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        return {"branches": dict(refs.get("branches", {})), "tags": dict(refs.get("tags", {}))}
+        return _read_refs(self.root)
 
     def _write_refs(self, refs: Mapping[str, Any]) -> None:
-        _atomic_write(self.revisions / REFS_FILE, json.dumps(refs, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.revisions / REFS_FILE, json.dumps(refs, indent=2, sort_keys=True) + "\n")
 
     def prepare(self) -> None:
         self.revisions.mkdir(parents=True, exist_ok=True)
@@ -256,14 +262,8 @@ def _content_commit(files: Mapping[str, RemoteFile]) -> str:
     return digest.hexdigest()[:40]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    tmp = tmp_sibling(dst)
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)  # a new inode: hard-linked snapshots keep their old content
 
@@ -275,13 +275,20 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def _read_refs(repo_dir: Path) -> dict[str, dict[str, str]]:
+    """refs.json of a `--hub-dir` repo folder: {"branches": {name: commit}, "tags": {tag: commit}}."""
+    path = repo_dir / REVISIONS_DIR / REFS_FILE
+    hint = f"delete {path} and publish the runs again (their files are still there)"
+    refs = read_json_object(path, hint) if path.is_file() else {}
+    return {"branches": dict(refs.get("branches") or {}), "tags": dict(refs.get("tags") or {})}
+
+
 def folder_revision(repo_dir: Path, revision: str) -> Path:
     """The snapshot folder of `revision` (a tag, or a commit a tag points at) in a `--hub-dir` repo folder."""
     revisions = Path(repo_dir) / REVISIONS_DIR
-    refs_path = revisions / REFS_FILE
-    refs = json.loads(refs_path.read_text(encoding="utf-8")) if refs_path.is_file() else {}
-    tags: dict[str, str] = dict(refs.get("tags", {}))
-    if revision == "main" or revision == refs.get("branches", {}).get("main"):
+    refs = _read_refs(Path(repo_dir))
+    tags = refs["tags"]
+    if revision == "main" or revision == refs["branches"].get("main"):
         return Path(repo_dir)
     if revision not in tags:
         revision = next((tag for tag, commit in sorted(tags.items()) if commit == revision), revision)
