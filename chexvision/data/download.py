@@ -24,6 +24,7 @@ __all__ = [
     "REVISION",
     "HubClient",
     "download_dataset",
+    "http_status",
     "is_transient",
 ]
 
@@ -73,7 +74,8 @@ class HubClient:
     sleep: Callable[[float], None] = field(default=time.sleep)
 
 
-def _status_code(exc: BaseException) -> int | None:
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a huggingface_hub/requests/httpx error, when it carries a response."""
     response = getattr(exc, "response", None)
     code = getattr(response, "status_code", None)
     return code if isinstance(code, int) else None
@@ -86,7 +88,7 @@ def _is_offline(exc: BaseException) -> bool:
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying: HTTP 5xx/429, timeouts, connection resets."""
-    code = _status_code(exc)
+    code = http_status(exc)
     if code is not None:
         return code == 429 or code >= 500
     if _is_offline(exc):
@@ -106,7 +108,7 @@ def _translate(exc: BaseException, repo_id: str, revision: str) -> BackendError:
     what = f"dataset {repo_id}@{revision[:12]}"
     if _is_offline(exc):
         return BackendError(f"cannot download {what}: offline or no network ({type(exc).__name__})", _OFFLINE_HINT)
-    code = _status_code(exc)
+    code = http_status(exc)
     if code in (401, 403):
         return BackendError(
             f"access to {what} was refused (HTTP {code})", "log in with `hf auth login` or check --repo"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chexvision.data.download import http_status
 from chexvision.errors import BackendError, BadInputError
 
 __all__ = ["LOGIN_HINT", "HubClient", "RemoteFile", "hub_ready"]
@@ -63,12 +64,6 @@ def _new_hf_api(*, require_token: bool) -> Any:
     return huggingface_hub.HfApi(library_name="chexvision")
 
 
-def _status_code(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    code = getattr(response, "status_code", None)
-    return code if isinstance(code, int) else None
-
-
 def _is_transport_error(exc: BaseException) -> bool:
     return any(cls.__module__.split(".")[0] in _HTTP_LIBS for cls in type(exc).__mro__)
 
@@ -109,7 +104,7 @@ def _translate(action: str, repo_id: str, *, local: str = PUBLISH_LOCAL) -> Iter
     except hf_errors.LocalTokenNotFoundError as exc:
         raise BadInputError("no Hugging Face token found", f"{LOGIN}; {local}") from exc
     except hf_errors.HfHubHTTPError as exc:
-        code = _status_code(exc)
+        code = http_status(exc)
         if code in (401, 403):
             raise BadInputError(
                 f"{action} {repo_id}: the Hub refused the token (HTTP {code})", f"{LOGIN}; {local}"
