@@ -130,6 +130,11 @@ def test_cancel_terminates_process_group(stub_tree: Path, monkeypatch: pytest.Mo
     result = runs.dispatch_train(runs.TrainRequest(model="densenet", backend="local"))
     record = runs.get_run(result.run_id)
     assert record.status == RunStatus.RUNNING and record.pid
+    marker_path = Path(record.local_dir or "") / "working" / "chexvision-status.json"
+    deadline = time.monotonic() + 30  # the kernel installs its SIGTERM handler, then writes "running"
+    while time.monotonic() < deadline and not marker_path.is_file():
+        time.sleep(0.1)
+    assert json.loads(marker_path.read_text())["status"] == "running"
     out = CliRunner().invoke(app, ["cancel", result.run_id])
     assert out.exit_code == 0, out.output
     assert runs.get_run(result.run_id).status == RunStatus.CANCELLED
@@ -138,7 +143,7 @@ def test_cancel_terminates_process_group(stub_tree: Path, monkeypatch: pytest.Mo
         time.sleep(0.1)
     assert not runs_process_alive(record.pid, record.pid_start)
     assert CliRunner().invoke(app, ["status", result.run_id]).exit_code == 1
-    marker = json.loads((Path(record.local_dir or "") / "working" / "chexvision-status.json").read_text())
+    marker = json.loads(marker_path.read_text())
     assert marker["status"] == "error" and "SIGTERM" in marker["reason"]  # the kernel said why it stopped
 
 
