@@ -98,6 +98,17 @@ def test_batches_have_the_contract_shapes_and_dtypes(data_dir: Path, mode: str) 
         assert ybin.shape == (x.shape[0],) and ybin.dtype == torch.float32
 
 
+@pytest.mark.parametrize("mode", ["cpu", "gpu"], ids=["cpu_path", "gpu_path"])
+def test_eval_batches_use_the_configured_normalisation(data_dir: Path, mode: str) -> None:
+    plain = _loaders(data_dir, mode=mode, mean=0.0, std=1.0)  # no shift, no scale: pixels / 255
+    default = _loaders(data_dir, mode=mode)
+    assert plain.val is not None and default.val is not None
+    x, _, _ = plain.batch_to_device(next(iter(plain.val)), train=False)
+    y, _, _ = default.batch_to_device(next(iter(default.val)), train=False)
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    torch.testing.assert_close(y, (x - MEAN) / STD, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("mode", ["cpu", "gpu"], ids=["cpu_path", "gpu_path"])  # "gpu" alone = the CUDA marker
 def test_labels_stay_with_their_images_when_shuffled(data_dir: Path, mode: str) -> None:
     loaders = _loaders(data_dir, mode=mode, aug=AugConfig(enabled=False))

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from chexvision.data.shards import ShardIndex, decode_image
-from chexvision.data.transforms import CpuTrainTransform, apply_clahe, normalize_cpu, resize_to
+from chexvision.data.transforms import MEAN, STD, CpuTrainTransform, apply_clahe, normalize_cpu, resize_to
 from chexvision.errors import BadInputError
 from chexvision.labels import label_matrix
 
@@ -73,6 +73,8 @@ class ShardDataset(Dataset[Item | None]):
         clahe: bool = False,
         clahe_clip: float = 2.0,
         clahe_grid: int = 8,
+        mean: float = MEAN,
+        std: float = STD,
         strict: bool = False,
         seed: int = 0,
         skipped: SkipCounter | None = None,
@@ -83,6 +85,7 @@ class ShardDataset(Dataset[Item | None]):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.size, self.output, self.transform = size, output, transform
         self.clahe, self.clahe_clip, self.clahe_grid = clahe, clahe_clip, clahe_grid
+        self.mean, self.std = mean, std
         self.strict, self.seed = strict, seed
         self._stream: np.random.Generator | None = None
         self.skipped = skipped if skipped is not None else SkipCounter()
@@ -102,7 +105,7 @@ class ShardDataset(Dataset[Item | None]):
         elif self.transform is not None:
             out = self.transform(img, self._rng(k, epoch))
         else:
-            out = normalize_cpu(img)
+            out = normalize_cpu(img, self.mean, self.std)
         return (
             torch.from_numpy(out).unsqueeze(0),
             torch.from_numpy(self.labels14[k]),

@@ -178,6 +178,8 @@ class Loaders:
     rank: int = 0
     gpu_augment: GpuAugment | None = None
     skip_counter: SkipCounter = field(default_factory=SkipCounter)
+    mean: float = MEAN  # normalisation the batches get (eval batches on the GPU path are normalised here)
+    std: float = STD
     _generator: torch.Generator | None = None
 
     def batch_to_device(
@@ -193,7 +195,7 @@ class Loaders:
             if train and self.gpu_augment is not None:
                 x = self.gpu_augment(x, self._device_generator())
             else:
-                x = gpu_normalize(x, MEAN, STD)
+                x = gpu_normalize(x, self.mean, self.std)
         return x, y14, ybin
 
     def set_epoch(self, epoch: int) -> None:
@@ -231,6 +233,8 @@ def make_loaders(
     distributed: bool = False,
     strict: bool = False,
     mode: str | None = None,
+    mean: float = MEAN,
+    std: float = STD,
 ) -> Loaders:
     """Build train/val/test loaders over the shards in `data_dir` (see the module docstring).
 
@@ -251,7 +255,7 @@ def make_loaders(
     counter = SkipCounter()
     common: dict[str, Any] = dict(
         size=size, clahe=clahe, clahe_clip=aug.clahe_clip, clahe_grid=aug.clahe_grid, strict=strict,
-        seed=seed, skipped=counter, output="uint8" if resolved == "gpu" else "float",
+        seed=seed, skipped=counter, output="uint8" if resolved == "gpu" else "float", mean=mean, std=std,
     )  # fmt: skip
     collate = DropFailedCollate(size, torch.uint8 if resolved == "gpu" else torch.float32)
     generator = torch.Generator().manual_seed(seed)
@@ -260,7 +264,7 @@ def make_loaders(
         worker_init_fn=seed_worker, generator=generator, persistent_workers=workers > 0,
         prefetch_factor=_PREFETCH if workers > 0 else None,
     )  # fmt: skip
-    train_kwargs = {**common, "transform": CpuTrainTransform(aug) if resolved == "cpu" else None}
+    train_kwargs = {**common, "transform": CpuTrainTransform(aug, mean, std) if resolved == "cpu" else None}
     eval_kwargs = {**common, "transform": None}
     where = (rank, world)
     loaders = Loaders(
@@ -275,8 +279,10 @@ def make_loaders(
         clahe=clahe,
         seed=seed,
         rank=rank,
-        gpu_augment=GpuAugment(aug) if resolved == "gpu" else None,
+        gpu_augment=GpuAugment(aug, mean, std) if resolved == "gpu" else None,
         skip_counter=counter,
+        mean=mean,
+        std=std,
     )
     log.info(
         "data %s: %s images (scheme %s), pipeline %s, clahe %s, workers %d",

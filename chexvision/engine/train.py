@@ -175,17 +175,11 @@ def _configure_torch(cfg: TrainConfig, dist: DistInfo) -> None:
 
 def _make_loaders(cfg: TrainConfig, data_dir: Path, dist: DistInfo) -> Any:
     from chexvision.data.loader import make_loaders
-    from chexvision.data.transforms import MEAN, STD
 
-    if (cfg.data.mean, cfg.data.std) != (MEAN, STD):  # the loader normalises with the published constants
-        raise BadInputError(
-            f"data.mean/std {cfg.data.mean}/{cfg.data.std} differ from the pipeline's {MEAN}/{STD}",
-            "leave data.mean and data.std at their defaults",
-        )
     loaders = make_loaders(
         data_dir, size=cfg.data.size, batch_size=cfg.data.batch_size, split_scheme=cfg.data.split_scheme,
         seed=cfg.data.seed, workers=cfg.data.workers, device=dist.device, aug=cfg.data.aug,
-        distributed=dist.enabled, strict=cfg.data.strict,
+        distributed=dist.enabled, strict=cfg.data.strict, mean=cfg.data.mean, std=cfg.data.std,
     )  # fmt: skip
     if loaders.train is None or len(loaders.train) == 0:
         raise BadInputError(f"{data_dir} has no training images for split {loaders.split_scheme!r}", "check --data")
