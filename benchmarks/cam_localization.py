@@ -24,6 +24,7 @@ chance 0.14 (p = 2.5e-67), untrained 0.08, class-location prior 0.53; IoBB >= 0.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -36,8 +37,9 @@ import numpy as np
 from chexvision.data.bbox import read_bbox_csv
 from chexvision.data.shards import ShardIndex
 from chexvision.evaluate.evaluation import localize_run
-from chexvision.evaluate.inference import LoadedRun, load_run, split_indices
 from chexvision.evaluate.localization import box_mask
+from chexvision.evaluate.split_predict import split_indices
+from chexvision.inference.load import LoadedModel, load_model_dir
 
 THRESHOLDS = ("0.1", "0.25", "0.5")
 
@@ -58,14 +60,14 @@ def _prepare(args: argparse.Namespace) -> tuple[Path, Path]:
     return data, run
 
 
-def _untrained(run: LoadedRun, seed: int) -> LoadedRun:
+def _untrained(run: LoadedModel, seed: int) -> LoadedModel:
     import torch
 
     from chexvision.models import build_from_config
 
     torch.manual_seed(seed)
     model = build_from_config(run.config["model"]).eval()
-    return LoadedRun(run.run_dir, "untrained", model, run.config, run.num_params)
+    return dataclasses.replace(run, name="untrained", model=model)
 
 
 def _prior_pointing(index: ShardIndex, train: np.ndarray, test: np.ndarray, bbox: Path, size: int) -> dict[str, Any]:
@@ -120,15 +122,15 @@ def main() -> None:
 
     data, run_dir = _prepare(args)
     t0 = time.perf_counter()
-    run = load_run(run_dir)
+    run = load_model_dir(run_dir)
     index = ShardIndex.open(data)
-    rows = split_indices(index, run.config, args.split, data_dir=data, run_dir=run_dir)
+    rows = split_indices(index, run.info, args.split, data_dir=data)
     bbox = data / "bbox.csv"
     results = {
         "trained": localize_run(run, index, rows, bbox, data_dir=data, seed=args.seed),
         "untrained": localize_run(_untrained(run, args.seed), index, rows, bbox, data_dir=data, seed=args.seed),
     }
-    train_rows = split_indices(index, run.config, "train", data_dir=data, run_dir=run_dir)
+    train_rows = split_indices(index, run.info, "train", data_dir=data)
     prior = _prior_pointing(index, train_rows, rows, bbox, int(run.config["data"]["size"]))
     overall = results["trained"]["overall"]
     summary = {

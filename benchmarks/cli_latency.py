@@ -40,11 +40,12 @@ def _time(cmd: list[str], env: dict[str, str], runs: int) -> list[float]:
 
 def _seed_registry(env: dict[str, str]) -> None:
     code = (
+        "from chexvision.remote import home\n"
         "from dispatch.registry import Registry, RunRecord\n"
-        "with Registry.open() as reg:\n"
+        "with Registry.at(home()) as reg:\n"
         "    for i in range(5):\n"
-        "        reg.add(RunRecord(run_id=f'densenet-20261126-0000-{i:04x}', backend='local', model='densenet',"
-        " status='complete', best_val_auc=0.8))\n"
+        "        reg.add(RunRecord(run_id=f'densenet-20261126-0000-{i:04x}', backend='local', label='densenet',"
+        " status='complete', summary={'best_val_auc': 0.8}, meta={'model': 'densenet'}))\n"
     )
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 

@@ -4,7 +4,7 @@
                                         [--modes cpu gpu] [--batches 20] [--batch-size 32]
 
 Without --data it writes synthetic data once to /tmp/chexvision-bench-<size>px-<images> (`chexvision data synth`).
-One JSON line per (mode, workers) on stdout, from `chexvision.data.bench.bench_loader` (the same function
+One JSON line per (mode, workers) on stdout, from `chexvision.bench.loader.bench_loader` (the same function
 `chexvision bench loader` runs), then a Markdown table for BENCHMARKS.md on stderr. workers=0 and workers=1 are
 the per-core figures (one torch and one OpenCV thread per process).
 """
@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from chexvision.data.bench import bench_loader
+from chexvision.bench.loader import bench_loader
 
 
 def _data(args: argparse.Namespace) -> Path:

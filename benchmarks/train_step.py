@@ -3,7 +3,7 @@
     python benchmarks/train_step.py [--models densenet seresnet] [--size 320] [--batches 32 64 128]
                                     [--amp] [--channels-last] [--steps 20] [--warmup 5] [--tiny]
 
-One JSON line per (model, batch) on stdout, from `chexvision.models.bench.bench_train_step` (the same function
+One JSON line per (model, batch) on stdout, from `chexvision.bench.train_step.bench_train_step` (the same function
 `chexvision bench train` runs). A setting that runs out of GPU memory prints a line with "error" and the sweep
 goes on. Runs on CUDA when available, else the CPU (use --tiny there).
 """
@@ -15,8 +15,8 @@ import json
 
 import torch
 
+from chexvision.bench.train_step import bench_train_step
 from chexvision.models import list_models
-from chexvision.models.bench import bench_train_step
 
 
 def main() -> None:

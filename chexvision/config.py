@@ -9,7 +9,8 @@ Resolution order (later wins):
 
 A `[models.<name>]` section is a partial config applied only when that model is trained, e.g.
 `[models.seresnet.schedule] epochs = 100`. An unknown key anywhere is an error that names it and lists close
-matches. This module never imports torch: the CLI resolves a config before deciding to load it.
+matches (`ConfigKeyError`). The augmentation config (`AugConfig`) lives here too: config sits at the bottom layer and
+imports neither torch, OpenCV nor `chexvision.data` (the CLI resolves a config before deciding to load anything).
 """
 
 from __future__ import annotations
@@ -18,19 +19,25 @@ import dataclasses
 import difflib
 import json
 import tomllib
-import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from chexvision.data.transforms import AugConfig
-from chexvision.errors import BadInputError
+from chexvision._schema import coerce, merge, parse_value
+from chexvision.errors import BadInputError, ConfigKeyError, UnknownName
 
 __all__ = [
+    "CLAHE_CLIP",
+    "CLAHE_GRID",
+    "CLAHE_MODES",
+    "PIPELINES",
     "PRESETS",
+    "SPLIT_SCHEMES",
     "AmpMode",
+    "AugConfig",
     "DataConfig",
     "LossConfig",
     "ModelConfig",
@@ -59,6 +66,77 @@ class ModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # architecture kwargs for create_model (tiny variants)
     pretrained: bool = False  # start from ImageNet weights (densenet only); presets enable it on GPUs
     weights: str | None = None  # local pretrained-weights file; None = download when pretrained is true
+
+
+CLAHE_MODES = ("auto", "always", "never")
+CLAHE_CLIP = 2.0  # CLAHE clip limit (OpenCV units: multiples of the mean histogram bin)
+CLAHE_GRID = 8  # CLAHE tiles per image side
+PIPELINES = ("auto", "cpu", "gpu")
+# Patient-disjoint split schemes (DESIGN §2); chexvision.data.splits implements them.
+SPLIT_SCHEMES = ("official", "chexnet", "patient")
+
+
+@dataclass
+class AugConfig:
+    """Training augmentation settings (embedded in the engine config; names stable, values JSON-able)."""
+
+    enabled: bool = True  # False: training images get the eval transform (resize + normalise) only
+    pipeline: str = "auto"  # where augmentation runs: "auto" (gpu on a CUDA device) | "cpu" | "gpu"
+    clahe: str = "auto"  # "auto" (unless dataset.json says applied, or synthetic) | "always" | "never"
+    clahe_clip: float = CLAHE_CLIP  # CLAHE clip limit (OpenCV units: multiples of the mean histogram bin)
+    clahe_grid: int = CLAHE_GRID  # CLAHE tiles per image side
+    flip_p: float = 0.5  # probability of a horizontal flip
+    rotate_deg: float = 15.0  # rotation angle uniform in [-rotate_deg, +rotate_deg], degrees
+    translate: float = 0.05  # shift uniform in [-translate, +translate] x image side, per axis (fraction)
+    scale: tuple[float, float] = (0.9, 1.1)  # zoom factor uniform in this range (1.0 = unchanged)
+    shear_deg: float = 5.0  # x-shear angle uniform in [-shear_deg, +shear_deg], degrees
+    brightness: float = 0.2  # intensity factor uniform in [1 - brightness, 1 + brightness]
+    contrast: float = 0.2  # factor uniform in [1 - contrast, 1 + contrast] (blend with the image mean)
+    blur_p: float = 0.2  # probability of a Gaussian blur
+    blur_sigma: tuple[float, float] = (0.1, 1.0)  # blur sigma uniform in this range, pixels (training size)
+    erase_p: float = 0.25  # probability of erasing one rectangle (set to 0 after normalisation = the mean)
+    erase_scale: tuple[float, float] = (0.02, 0.1)  # erased area, fraction of the image area
+    erase_ratio: tuple[float, float] = (0.3, 3.3)  # erased aspect ratio (height / width), log-uniform
+
+    def __post_init__(self) -> None:
+        # JSON and TOML give lists; keep tuples so configs compare equal after a round trip.
+        for name in ("scale", "blur_sigma", "erase_scale", "erase_ratio"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 2 or value[0] > value[1]:
+                raise ValueError(f"aug.{name} must be a (low, high) pair with low <= high, got {value}")
+            setattr(self, name, value)
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"aug.pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
+        if self.clahe not in CLAHE_MODES:
+            raise ValueError(f"aug.clahe must be one of {CLAHE_MODES}, got {self.clahe!r}")
+        for name in ("flip_p", "blur_p", "erase_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"aug.{name} must be a probability in [0, 1]")
+        if not (0.0 <= self.brightness < 1.0 and 0.0 <= self.contrast < 1.0):
+            raise ValueError("aug.brightness and aug.contrast must be in [0, 1)")
+        if self.scale[0] <= 0 or self.blur_sigma[0] <= 0 or self.erase_ratio[0] <= 0:
+            raise ValueError("aug.scale, aug.blur_sigma and aug.erase_ratio must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AugConfig:
+        """Build from a dict; an unknown key is an error (a typo must not silently do nothing)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown aug key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(data))
+
+    @classmethod
+    def identity(cls) -> AugConfig:
+        """A config whose every draw is the identity (tests; a base for switching single ops on)."""
+        return cls(
+            flip_p=0.0, rotate_deg=0.0, translate=0.0, scale=(1.0, 1.0), shear_deg=0.0, brightness=0.0,
+            contrast=0.0, blur_p=0.0, erase_p=0.0,
+        )  # fmt: skip
 
 
 @dataclass
@@ -178,67 +256,11 @@ def config_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
     return keys
 
 
-def _unknown_key(key: str) -> BadInputError:
+def _unknown_key(key: str) -> ConfigKeyError:
     close = difflib.get_close_matches(key, config_keys(), n=3, cutoff=0.5)
     leaf = key.rsplit(".", 1)[-1]
     close += [k for k in config_keys() if k.rsplit(".", 1)[-1] == leaf and k not in close]
-    hint = f"did you mean {', '.join(close[:4])}?" if close else "see the presets in chexvision/presets/"
-    return BadInputError(f"unknown config key {key!r}", hint)
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; return it converted (int -> float, list -> tuple)."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            choices = " | ".join(map(str, typing.get_args(tp)))
-            raise BadInputError(f"config key {key!r} must be one of {choices}, got {value!r}", f"set {key}=...")
-        return value
-    if origin in (types.UnionType, typing.Union):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except BadInputError:
-                continue
-        raise _bad_type(key, tp, value)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            raise _bad_type(key, tp, value)
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise _bad_type(key, tp, value)
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _bad_type(key, tp, value)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _bad_type(key, tp, value)
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _bad_type(key, tp, value)
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise _bad_type(key, tp, value)
-        return value
-    return value
-
-
-def _bad_type(key: str, tp: Any, value: Any) -> BadInputError:
-    name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-    return BadInputError(
-        f"config key {key!r} expects {name}, got {value!r}", f"e.g. --set {key}=<{name}> (TOML/JSON literal)"
-    )
+    return ConfigKeyError(key, close[:4])
 
 
 def _build(cls: Any, data: Any, prefix: str) -> Any:
@@ -254,23 +276,13 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, key + ".")
         else:
-            kwargs[name] = _coerce(value, tp, key)
+            kwargs[name] = coerce(value, tp, key)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:  # a section's own range checks (__post_init__)
         raise BadInputError(
             f"config section {prefix.rstrip('.')!r}: {exc}", "fix that value in the --config file or --set override"
         ) from None
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -280,9 +292,7 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def preset_path(name: str) -> Path:
     """The TOML file of a named preset; unknown name -> BadInputError listing the presets."""
     if name not in PRESETS:
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(PRESETS)}"
-        raise BadInputError(f"unknown preset {name!r}", hint)
+        raise UnknownName("preset", name, PRESETS)
     return Path(str(resources.files("chexvision").joinpath("presets", f"{name}.toml")))
 
 
@@ -321,23 +331,6 @@ def _parse_override(item: str) -> tuple[str, str]:
     return key, raw.strip()
 
 
-def _parse_value(raw: str, tp: Any, key: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        pass
-    accepts_str = tp is str or (typing.get_origin(tp) in (types.UnionType, typing.Union) and str in typing.get_args(tp))
-    if accepts_str and raw:
-        return raw
-    if typing.get_origin(tp) is Literal and raw in typing.get_args(tp):
-        return raw
-    raise BadInputError(f"malformed value {raw!r} for config key {key!r}", "use a TOML/JSON literal, e.g. 3e-4")
-
-
 def _apply_override(cfg: TrainConfig, key: str, raw: str) -> None:
     parts = key.split(".")
     obj: Any = cfg
@@ -345,7 +338,7 @@ def _apply_override(cfg: TrainConfig, key: str, raw: str) -> None:
         if isinstance(obj, dict):  # free-form model.kwargs.<name>
             if i != len(parts) - 1:
                 raise _unknown_key(key)
-            obj[part] = _parse_value(raw, Any, key)
+            obj[part] = parse_value(raw, Any, key)
             return
         hints = _hints(type(obj))
         if part not in hints:
@@ -354,10 +347,10 @@ def _apply_override(cfg: TrainConfig, key: str, raw: str) -> None:
         if i == len(parts) - 1:
             if dataclasses.is_dataclass(tp):
                 raise BadInputError(f"config key {key!r} is a section", f"set one of its keys, e.g. {key}.<name>=...")
-            value = _parse_value(raw, tp, key)
+            value = parse_value(raw, tp, key)
             if raw.lower() in ("none", "null") and type(None) in typing.get_args(tp):
                 value = None
-            setattr(obj, part, _coerce(value, tp, key))
+            setattr(obj, part, coerce(value, tp, key))
             return
         obj = getattr(obj, part)
 
@@ -383,12 +376,12 @@ def load_config(
         model = base.get("model", {}).get("name", model)
     for key, raw in parsed:
         if key == "model.name":
-            model = str(_parse_value(raw, str, key))
+            model = str(parse_value(raw, str, key))
 
     tree: dict[str, Any] = {}
     for base, sections in split:
-        tree = _merge(tree, base)
-        tree = _merge(tree, sections.get(model, {}))
+        tree = merge(tree, base)
+        tree = merge(tree, sections.get(model, {}))
     tree.setdefault("preset", preset)
     cfg: TrainConfig = _build(TrainConfig, tree, "")
     return apply_overrides(cfg, overrides)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from chexvision.bench.train_step import bench_train_step
 from chexvision.cli.main import app
 from chexvision.models import list_models
-from chexvision.models.bench import bench_train_step
 
 REQUIRED_KEYS = {"model", "size", "batch", "amp", "dtype", "channels_last", "device", "images_per_second", "steps"}
 TINY_ARGS = ["--tiny", "--size", "64", "--batch", "2", "--steps", "2", "--warmup", "1", "--device", "cpu"]

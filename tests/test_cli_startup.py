@@ -44,10 +44,15 @@ def test_dispatch_help_imports_no_torch() -> None:
     assert "torch" not in _heavy(["dispatch", "train", "--help"]).split(",")
 
 
+def test_data_and_bench_help_import_no_torch() -> None:
+    for args in (["data", "--help"], ["data", "synth", "--help"], ["bench", "--help"], ["bench", "train", "--help"]):
+        assert "torch" not in _heavy(args).split(","), args
+
+
 def test_dispatch_never_imports_torch() -> None:
     code = (
         "import sys, dispatch.runs, dispatch.bundle, dispatch.render, dispatch.backends.local, "
-        "dispatch.backends.kaggle, dispatch.backends.kaggle_client, chexvision.cli.dispatch; "
+        "dispatch.backends.kaggle, dispatch.backends.kaggle.client, chexvision.cli.runs; "
         "print(sorted(m for m in ('torch', 'kaggle') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

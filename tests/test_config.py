@@ -117,3 +117,17 @@ def test_apply_overrides_copies_and_none_values() -> None:
 def test_config_module_does_not_import_torch() -> None:
     code = "import sys, chexvision.config as c; c.load_config('smoke', None, []); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_config_sits_at_the_bottom_layer() -> None:
+    """`import chexvision.config` pulls in neither torch, OpenCV nor chexvision.data (AugConfig lives in config)."""
+    code = (
+        "import sys, chexvision.config; "
+        "print(sorted(m for m in sys.modules if m in ('torch', 'cv2') or m.startswith('chexvision.data')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+    from chexvision.config import AugConfig
+    from chexvision.data.transforms import AugConfig as FromTransforms
+
+    assert FromTransforms is AugConfig

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from chexvision.cli.main import app
 from chexvision.data import download as dl
-from chexvision.data.download import REPO_ID, REVISION, HubClient, download_dataset
-from chexvision.errors import BackendError
+from chexvision.data.download import REPO_ID, REVISION, download_dataset
+from chexvision.errors import BackendError, RemoteNotFoundError
+from chexvision.hf import HubClient
 
 runner = CliRunner()
 
@@ -43,7 +44,7 @@ class FakeHub:
         return str(kwargs["local_dir"])
 
     def client(self) -> HubClient:
-        return HubClient(snapshot_download=self.snapshot_download, sleep=self.sleeps.append)
+        return HubClient(api=self, sleep=self.sleeps.append)  # the fake stands where HfApi would send HTTP
 
 
 def test_download_asks_for_the_pinned_shards_and_writes_dataset_json(tmp_path: Path) -> None:
@@ -69,13 +70,23 @@ def test_transient_failure_is_retried_with_backoff(tmp_path: Path, failure: Base
     assert hub.sleeps == [1.5, 3.0]
 
 
-def test_permanent_404_is_not_retried(tmp_path: Path) -> None:
+def test_permanent_404_is_not_retried_and_is_bad_input(tmp_path: Path) -> None:
     hub = FakeHub([HTTPStatusFailure(404)])
-    with pytest.raises(BackendError) as err:
+    with pytest.raises(RemoteNotFoundError) as err:
         download_dataset(tmp_path, "someone/missing", client=hub.client())
     assert len(hub.calls) == 1 and hub.sleeps == []
     assert "someone/missing" in err.value.message and "404" in err.value.message
-    assert err.value.exit_code == 3
+    # one rule with `hub` (chexvision.hf): a repo or revision that does not exist is bad input, exit 2
+    assert err.value.exit_code == 2 and err.value.status == 404 and "--revision" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize("code", [401, 403])
+def test_refused_access_is_a_remote_error_exit_3(tmp_path: Path, code: int) -> None:
+    hub = FakeHub([HTTPStatusFailure(code)])
+    with pytest.raises(BackendError) as err:
+        download_dataset(tmp_path, client=hub.client())
+    assert err.value.exit_code == 3 and f"HTTP {code}" in err.value.message and "hf auth login" in err.value.one_line()
+    assert len(hub.calls) == 1
 
 
 def test_retries_give_up_after_the_limit(tmp_path: Path) -> None:
@@ -86,7 +97,9 @@ def test_retries_give_up_after_the_limit(tmp_path: Path) -> None:
 
 
 def test_a_repo_without_parquet_files_is_an_error(tmp_path: Path) -> None:
-    client = HubClient(snapshot_download=lambda **kwargs: kwargs["local_dir"], sleep=lambda s: None)
+    client = HubClient(
+        api=SimpleNamespace(snapshot_download=lambda **kwargs: kwargs["local_dir"]), sleep=lambda s: None
+    )
     with pytest.raises(BackendError, match="no data/"):
         download_dataset(tmp_path, client=client)
     assert not (tmp_path / "dataset.json").exists()
@@ -96,7 +109,7 @@ def test_offline_via_cli_exits_3_and_names_the_way_forward(tmp_path: Path, monke
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     hub = FakeHub([LocalEntryNotFoundError("outgoing traffic has been disabled")])
-    monkeypatch.setattr(dl, "HubClient", lambda: hub.client())
+    monkeypatch.setattr(dl, "HubClient", lambda **kw: hub.client())
     result = runner.invoke(app, ["data", "download", "--out", str(tmp_path / "nih")])
     assert result.exit_code == 3
     assert REPO_ID in result.stderr
@@ -115,7 +128,7 @@ def test_real_client_offline_is_a_backend_error(tmp_path: Path) -> None:
 
 def test_cli_success_prints_the_shard_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hub = FakeHub()
-    monkeypatch.setattr(dl, "HubClient", lambda: hub.client())
+    monkeypatch.setattr(dl, "HubClient", lambda **kw: hub.client())
     result = runner.invoke(app, ["data", "download", "--out", str(tmp_path), "--repo", "me/x", "--revision", "abc"])
     assert result.exit_code == 0, result.output
     assert "2 shards of me/x@abc" in result.stdout

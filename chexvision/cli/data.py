@@ -1,4 +1,4 @@
-"""`chexvision data splits|build|download|eda`: thin commands over chexvision.data (no torch here)."""
+"""`chexvision data splits|build|download|eda|synth`: thin commands over chexvision.data (no torch here)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chexvision.errors import BadInputError
+from chexvision.errors import BadInputError, UnknownName
 
 _console = Console(soft_wrap=True)  # paths and file names stay whole (grep-able)
 _MAX_LISTED = 20  # names listed in full before "... and N more"
@@ -28,7 +28,7 @@ def _check_scheme(scheme: str) -> None:
     from chexvision.data.splits import SPLIT_SCHEMES
 
     if scheme not in SPLIT_SCHEMES:
-        raise BadInputError(f"unknown split scheme {scheme!r}", f"choose one of {', '.join(SPLIT_SCHEMES)}")
+        raise UnknownName("split scheme", scheme, SPLIT_SCHEMES)
 
 
 def _default_scheme(data: Path | None) -> str:
@@ -145,10 +145,10 @@ def download(
     revision: Annotated[str | None, typer.Option("--revision", help="Commit sha to pin.")] = None,
 ) -> None:
     """Download the published NIH shards from the Hugging Face Hub (resumable; pinned revision by default)."""
-    from chexvision.data.download import REPO_ID, REVISION, download_dataset
+    from chexvision.data.download import REPO_ID, REVISION, download_dataset, downloaded_shards
 
     path = download_dataset(out, repo or REPO_ID, revision or REVISION)
-    count = len(list((path / "data").glob("*.parquet")))
+    count = len(downloaded_shards(path))
     _console.print(f"{count} shards of {repo or REPO_ID}@{(revision or REVISION)[:12]} in {path / 'data'}")
 
 
@@ -191,9 +191,40 @@ def eda(
     _console.print(f"wrote {result.report} and {len(result.plots)} plots ({result.seconds:.1f} s)")
 
 
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Output data folder (shards go to OUT/data/).")],
+    images: Annotated[int, typer.Option("--images", help="Number of images.")] = 2000,
+    size: Annotated[int, typer.Option("--size", help="Side length in pixels (32-2048).")] = 320,
+    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed writes byte-identical rows.")] = 0,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Worker processes (0: all cores); the output does not depend on it.")
+    ] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write synthetic chest X-rays with planted findings, NIH-style bbox.csv and dataset.json."""
+    from chexvision.data.synthetic import write_synthetic
+
+    result = write_synthetic(out, images, size, seed, workers=workers or (os.cpu_count() or 1))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    table = Table(title=f"synthetic data: {result.images:,} images at {result.size} px (seed {result.seed})")
+    table.add_column("label")
+    table.add_column("images", justify="right")
+    for name, count in sorted(result.label_counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, f"{count:,}")
+    _console.print(table)
+    _console.print(
+        f"wrote {len(result.shards)} shard(s) to {result.out / 'data'}, {result.boxes:,} boxes to {result.bbox_csv} "
+        f"in {result.seconds:.1f} s"
+    )
+    _console.print(f"next: chexvision train --model densenet --data {result.out} --preset smoke")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `splits`, `build`, `download` and `eda` to the `data` sub-app."""
+    """Add `splits`, `build`, `download`, `eda` and `synth` to the `data` sub-app."""
     app.command("splits")(splits)
     app.command("build")(build)
     app.command("download")(download)
     app.command("eda")(eda)
+    app.command("synth")(synth)

@@ -11,18 +11,22 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from chexvision.errors import CheXVisionError
+from chexvision.cli._errors import render_error
 
 
 class _ErrorMappingGroup(TyperGroup):
-    """Turns our typed errors into one line on stderr and the documented exit code (DESIGN §7)."""
+    """Turns the errors of the hint table (`cli/_errors.py`) into one line on stderr and their exit code (DESIGN §7)."""
 
     def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
         try:
             return super().invoke(ctx)
-        except CheXVisionError as exc:
-            typer.echo(f"error: {exc.one_line()}", err=True)
-            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            rendered = render_error(exc)
+            if rendered is None:  # click's own exits and usage errors, and bugs: not ours to reword
+                raise
+            line, exit_code = rendered
+            typer.echo(line, err=True)
+            raise typer.Exit(exit_code) from None
 
 
 app = typer.Typer(
@@ -39,25 +43,13 @@ dispatch_app = typer.Typer(help="Dispatch a run to a backend (Kaggle or local)."
 
 
 def _wire() -> None:
-    from chexvision.cli import (
-        bench_loader,
-        bench_train,
-        data,
-        dispatch,
-        evaluate,
-        hub,
-        models,
-        synth,
-        train,
-    )
+    from chexvision.cli import bench, data, evaluate, hub, models, runs, train
 
     data.register(data_app)
-    synth.register(data_app)
-    bench_loader.register(bench_app)
-    bench_train.register(bench_app)
+    bench.register(bench_app)
     models.register(app)
     train.register(app)
-    dispatch.register(app, dispatch_app)
+    runs.register(app, dispatch_app)
     hub.register(app)
     evaluate.register(app)
     app.add_typer(data_app, name="data")

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from chexvision.config import SPLIT_SCHEMES
 from chexvision.data.metadata import load_split_list
 from chexvision.errors import BadInputError
 from chexvision.labels import LABELS, label_matrix
@@ -33,7 +34,6 @@ __all__ = [
     "split_summary",
 ]
 
-SPLIT_SCHEMES = ("official", "chexnet", "patient")
 SPLIT_NAMES = ("train", "val", "test")
 _PATIENT_TEST_FRACTION = 0.2  # the `patient` scheme: 70/10/20
 

@@ -35,10 +35,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from chexvision.config import CLAHE_CLIP, CLAHE_GRID, CLAHE_MODES, PIPELINES, AugConfig  # re-exported
 
 __all__ = [
     "CLAHE_CLIP",
@@ -62,73 +64,6 @@ __all__ = [
 
 MEAN = 0.449  # ImageNet mean averaged over R, G, B; intensities in [0, 1]
 STD = 0.226  # ImageNet std averaged over R, G, B
-CLAHE_MODES = ("auto", "always", "never")
-CLAHE_CLIP = 2.0  # CLAHE clip limit (OpenCV units: multiples of the mean histogram bin)
-CLAHE_GRID = 8  # CLAHE tiles per image side
-PIPELINES = ("auto", "cpu", "gpu")
-
-
-@dataclass
-class AugConfig:
-    """Training augmentation settings (embedded in the engine config; names stable, values JSON-able)."""
-
-    enabled: bool = True  # False: training images get the eval transform (resize + normalise) only
-    pipeline: str = "auto"  # where augmentation runs: "auto" (gpu on a CUDA device) | "cpu" | "gpu"
-    clahe: str = "auto"  # "auto" (unless dataset.json says applied, or synthetic) | "always" | "never"
-    clahe_clip: float = CLAHE_CLIP  # CLAHE clip limit (OpenCV units: multiples of the mean histogram bin)
-    clahe_grid: int = CLAHE_GRID  # CLAHE tiles per image side
-    flip_p: float = 0.5  # probability of a horizontal flip
-    rotate_deg: float = 15.0  # rotation angle uniform in [-rotate_deg, +rotate_deg], degrees
-    translate: float = 0.05  # shift uniform in [-translate, +translate] x image side, per axis (fraction)
-    scale: tuple[float, float] = (0.9, 1.1)  # zoom factor uniform in this range (1.0 = unchanged)
-    shear_deg: float = 5.0  # x-shear angle uniform in [-shear_deg, +shear_deg], degrees
-    brightness: float = 0.2  # intensity factor uniform in [1 - brightness, 1 + brightness]
-    contrast: float = 0.2  # factor uniform in [1 - contrast, 1 + contrast] (blend with the image mean)
-    blur_p: float = 0.2  # probability of a Gaussian blur
-    blur_sigma: tuple[float, float] = (0.1, 1.0)  # blur sigma uniform in this range, pixels (training size)
-    erase_p: float = 0.25  # probability of erasing one rectangle (set to 0 after normalisation = the mean)
-    erase_scale: tuple[float, float] = (0.02, 0.1)  # erased area, fraction of the image area
-    erase_ratio: tuple[float, float] = (0.3, 3.3)  # erased aspect ratio (height / width), log-uniform
-
-    def __post_init__(self) -> None:
-        # JSON and TOML give lists; keep tuples so configs compare equal after a round trip.
-        for name in ("scale", "blur_sigma", "erase_scale", "erase_ratio"):
-            value = tuple(float(v) for v in getattr(self, name))
-            if len(value) != 2 or value[0] > value[1]:
-                raise ValueError(f"aug.{name} must be a (low, high) pair with low <= high, got {value}")
-            setattr(self, name, value)
-        if self.pipeline not in PIPELINES:
-            raise ValueError(f"aug.pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
-        if self.clahe not in CLAHE_MODES:
-            raise ValueError(f"aug.clahe must be one of {CLAHE_MODES}, got {self.clahe!r}")
-        for name in ("flip_p", "blur_p", "erase_p"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"aug.{name} must be a probability in [0, 1]")
-        if not (0.0 <= self.brightness < 1.0 and 0.0 <= self.contrast < 1.0):
-            raise ValueError("aug.brightness and aug.contrast must be in [0, 1)")
-        if self.scale[0] <= 0 or self.blur_sigma[0] <= 0 or self.erase_ratio[0] <= 0:
-            raise ValueError("aug.scale, aug.blur_sigma and aug.erase_ratio must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AugConfig:
-        """Build from a dict; an unknown key is an error (a typo must not silently do nothing)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown aug key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**dict(data))
-
-    @classmethod
-    def identity(cls) -> AugConfig:
-        """A config whose every draw is the identity (tests; a base for switching single ops on)."""
-        return cls(
-            flip_p=0.0, rotate_deg=0.0, translate=0.0, scale=(1.0, 1.0), shear_deg=0.0, brightness=0.0,
-            contrast=0.0, blur_p=0.0, erase_p=0.0,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True)

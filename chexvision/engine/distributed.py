@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from chexvision.device import resolve_device  # re-exported: callers of engine.distributed keep working
+
 __all__ = [
     "DistInfo",
     "all_gather_rows",
@@ -38,19 +40,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """cpu | cuda | auto -> a torch.device (auto: cuda when available)."""
-    from chexvision.errors import BadInputError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BadInputError("--device cuda asked for, but CUDA is not available", "use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise BadInputError(f"unknown device {name!r}", "choose cpu, cuda or auto")
-    return torch.device(name)
 
 
 def init_distributed(device_name: str = "auto") -> DistInfo:

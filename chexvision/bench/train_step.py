@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from chexvision.engine.distributed import resolve_device
+from chexvision.device import resolve_device
 from chexvision.errors import BadInputError
 from chexvision.labels import NUM_LABELS
 from chexvision.models.registry import create_model, tiny_kwargs
@@ -77,9 +77,11 @@ def bench_train_step(
 ) -> TrainStepResult:
     """Time `steps` training steps of `model_name` on one fixed random batch, after `warmup` untimed steps."""
     _check_args(size, batch, steps, warmup)
-    dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError("CUDA was asked for but is not available", "drop --device cuda to run on the CPU")
+    if isinstance(device, torch.device):
+        resolve_device(device.type)  # the availability check, keeping the device's index
+        dev = device
+    else:
+        dev = resolve_device(device or "auto")
     torch.manual_seed(seed)
     kwargs = tiny_kwargs(model_name) if tiny else {}
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -28,21 +28,24 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from chexvision.config import AugConfig
 from chexvision.data.dataset import DropFailedCollate, ShardDataset
 from chexvision.data.gpu_transforms import GpuAugment
 from chexvision.data.loader import BlockShuffleSampler, resolve_mode, seed_worker
 from chexvision.data.shards import ShardIndex, read_dataset_meta
-from chexvision.data.transforms import AugConfig, CpuTrainTransform, resolve_clahe
-from chexvision.errors import BadInputError
+from chexvision.data.transforms import CpuTrainTransform, resolve_clahe
+from chexvision.device import resolve_device
+from chexvision.errors import BadInputError, UnknownName
 from chexvision.labels import label_matrix
 
-__all__ = ["BASELINE_DESCRIPTION", "BaselineDataset", "bench_loader", "original_transform"]
+__all__ = ["BASELINE_DESCRIPTION", "LOADER_MODES", "BaselineDataset", "bench_loader", "original_transform"]
 
 BASELINE_DESCRIPTION = (
     "PIL decode -> RGB -> CLAHE on LAB L (cv2) -> torchvision v1 per sample: RandomHorizontalFlip, "
     "RandomRotation(15), RandomAffine(translate 0.05, scale 0.9-1.1, shear 5), ColorJitter(0.2, 0.2), "
     "GaussianBlur(3), ToTensor, Normalize(ImageNet), RandomErasing"
 )
+LOADER_MODES = ("cpu", "gpu", "auto")  # where augmentation runs; auto: gpu when CUDA is available
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -135,11 +138,14 @@ def bench_loader(
     """Measure our pipeline and the original one on `data_dir`; returns the JSON-able result."""
     import cv2
 
+    if mode not in LOADER_MODES:
+        raise UnknownName("--mode", mode, LOADER_MODES, hint="use --mode cpu, gpu or auto")
     if workers < 0 or batches < 1 or batch_size < 1 or size < 8:
         raise BadInputError("workers >= 0, batches >= 1, batch size >= 1 and size >= 8 are needed", "fix the options")
     aug = aug or AugConfig()
-    cuda = torch.cuda.is_available()
-    resolved = resolve_mode(mode, torch.device("cuda" if cuda else "cpu"))
+    device = resolve_device("auto")
+    cuda = device.type == "cuda"
+    resolved = resolve_mode(mode, device)
     index = ShardIndex.open(Path(data_dir))
     meta = read_dataset_meta(Path(data_dir))
     stored = int(meta["size"]) if "size" in meta else index.read_image(0).shape[0]
@@ -214,7 +220,7 @@ def _bench_ours(
     collate = DropFailedCollate(size, torch.uint8 if mode == "gpu" else torch.float32)
     step: Callable[[Batch], int] = lambda b: len(b[0])  # noqa: E731
     if mode == "gpu" and torch.cuda.is_available():
-        device, gpu_aug = torch.device("cuda"), GpuAugment(aug)
+        device, gpu_aug = resolve_device("cuda"), GpuAugment(aug)
         generator = torch.Generator(device=device).manual_seed(0)
 
         def step(b: Batch) -> int:

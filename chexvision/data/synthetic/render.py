@@ -4,18 +4,18 @@ An image is drawn in a canonical frame (normalised coordinates, x to the image's
 working canvas of R = min(size, 160) pixels, then posed (shift, scale, small rotation) and resized to the output size
 in one `cv2.warpAffine`; film grain and exposure (gain, offset, gamma LUT) are applied at the output size. Expensive
 textures (lung vessels, ribs and clavicles, the fibrosis net, grain) are rendered once per process and size and
-cropped at random offsets (`synth_textures`), so one image costs a few dozen vectorised OpenCV/numpy operations.
+cropped at random offsets (`textures`), so one image costs a few dozen vectorised OpenCV/numpy operations.
 
 The picture is composed from layers on the canvas:
 
-* tissue: body outline with a vertical gradient, spine, background outside the body (`synth_anatomy`);
+* tissue: body outline with a vertical gradient, spine, background outside the body (`anatomy`);
 * air: the two lungs minus the heart shadow, scaled by the lung depth (how much darker air is than tissue);
 * opacity O in [0, 1]: how much of the air is filled (fluid, consolidation, masses); it also hides vessel texture;
 * additive brightness: ribs, clavicles, pleural lines, calcified rims, reticular lines.
 
 pixel = tissue - depth * air * (1 - O) + vessels * air * (1 - O) + additive
 
-The findings and what each looks like are in `synth_findings`. Random draws happen in a fixed order (anatomy,
+The findings and what each looks like are in `findings`. Random draws happen in a fixed order (anatomy,
 findings in sorted label order, textures, tissue, pose, exposure), so a seed gives the same bytes.
 """
 
@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 
 from chexvision.data.bbox import Box
-from chexvision.data.synth_anatomy import draw_heart, draw_tissue, image_anatomy, lung_polygon
-from chexvision.data.synth_findings import FINDINGS, Canvas
-from chexvision.data.synth_textures import N_VARIANTS, SHIFT, Templates, fixed_pts, texture_templates
+from chexvision.data.synthetic.anatomy import draw_heart, draw_tissue, image_anatomy, lung_polygon
+from chexvision.data.synthetic.findings import FINDINGS, Canvas
+from chexvision.data.synthetic.textures import N_VARIANTS, SHIFT, Templates, fixed_pts, texture_templates
 
 __all__ = ["Rendered", "render_image"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from chexvision.data.synth_textures import N_VARIANTS, ONE, SHIFT, fixed_pts
+from chexvision.data.synthetic.textures import N_VARIANTS, ONE, SHIFT, fixed_pts
 
 __all__ = ["Anatomy", "draw_heart", "draw_tissue", "image_anatomy", "lung_polygon", "patient_anatomy"]
 

@@ -19,7 +19,7 @@ global pixel statistic gives a label away; focal lesions are placed in lung not 
 * Hernia: a round air bubble with a bright wall and an air-fluid level behind the heart, above the diaphragm.
 
 The anatomical part of a finding (raised diaphragm, large heart, flat diaphragms, volume loss) is applied by
-`synth_anatomy.image_anatomy`; the painters here add opacity, brightness and the finding's box.
+`anatomy.image_anatomy`; the painters here add opacity, brightness and the finding's box.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from chexvision.data.synth_anatomy import Anatomy
-from chexvision.data.synth_textures import ONE, SHIFT, Templates, fixed_pts, thickness_px
+from chexvision.data.synthetic.anatomy import Anatomy
+from chexvision.data.synthetic.textures import ONE, SHIFT, Templates, fixed_pts, thickness_px
 
 __all__ = ["FINDINGS", "Canvas"]
 
