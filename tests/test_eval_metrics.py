@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from chexvision.engine.metrics import validation_metrics
 from chexvision.evaluate.bootstrap import (
     bootstrap_classification,
     bootstrap_samples,
@@ -13,7 +14,21 @@ from chexvision.evaluate.bootstrap import (
     patient_groups,
 )
 from chexvision.evaluate.calibration import expected_calibration_error, fit_temperature, reliability_curve
-from chexvision.evaluate.metrics import auprc, auroc, classification_metrics, macro
+from chexvision.evaluate.metrics import (
+    METRICS,
+    TEST,
+    VAL,
+    Threshold,
+    auprc,
+    auroc,
+    binary_head_metrics,
+    classification_metrics,
+    flat_metrics,
+    get_metric,
+    macro,
+    metrics_for,
+)
+from chexvision.evaluate.predictions import Predictions, score_predictions
 from chexvision.evaluate.thresholds import metrics_at_threshold, sensitivity_threshold, youden_threshold
 from chexvision.labels import LABELS
 
@@ -125,3 +140,54 @@ def test_paired_bootstrap_detects_a_better_model() -> None:
     assert result["p_value"] is not None and result["p_value"] < 0.05  # type: ignore[operator]
     same = paired_bootstrap(y14, p14, p14, pids, n=10, seed=0)
     assert same["diff"] == 0.0 and same["p_value"] == 1.0
+
+
+def _predictions(seed: int) -> Predictions:
+    y14, p14, ybin, pbin, pids = _random_problem(seed=seed)
+    names = [f"{i:08d}_000.png" for i in range(len(y14))]
+    return Predictions(names, pids, y14, ybin, p14, pbin)
+
+
+def test_metrics_table_keys_are_unique_and_model_index_entries_distinct() -> None:
+    keys = [m.key for m in METRICS]
+    assert len(keys) == len(set(keys))
+    indexed = [m.model_index for m in METRICS if m.model_index]
+    assert len(indexed) == len(set(indexed))  # one (type, config) per metric on the card
+    assert all(set(m.splits) <= {VAL, TEST} and m.splits for m in METRICS)
+    assert get_metric("binary_f1").threshold is Threshold.HALF
+    assert get_metric("binary_f1_youden").threshold is Threshold.YOUDEN
+    assert get_metric("binary_f1_youden").column == "binary F1 @ Youden"
+    with pytest.raises(KeyError, match="binary_f1_youden"):
+        get_metric("f1")
+
+
+def test_training_computes_exactly_the_tables_validation_metrics() -> None:
+    y14, p14, ybin, pbin, _ = _random_problem()
+    val = validation_metrics(p14, pbin, y14, ybin)
+    scalars = {k for k, v in val.items() if not isinstance(v, dict)}
+    assert scalars == {m.key for m in metrics_for(VAL)}
+    assert val["binary_f1"] == pytest.approx(metrics_at_threshold(ybin, pbin, 0.5)["f1"])  # one meaning per key
+
+
+def test_evaluation_computes_every_table_metric_and_its_ci() -> None:
+    score = score_predictions(_predictions(0), _predictions(1), bootstrap=5, seed=0)
+    for metric in metrics_for(TEST):
+        assert isinstance(score[metric.key], float), metric.key
+        assert (metric.key in score["ci"]) == metric.ci, metric.key
+    scalar_cis = {k for k, v in score["ci"].items() if isinstance(v, list)}
+    assert scalar_cis == {m.key for m in METRICS if m.ci}
+    flat = flat_metrics(score)
+    assert flat["macro_auc_ci"] == score["ci"]["macro_auc"] and "binary_f1_ci" not in flat
+    assert set(flat) == {m.key for m in metrics_for(TEST)} | {f"{m.key}_ci" for m in METRICS if m.ci}
+
+
+def test_binary_f1_at_half_and_at_youden_are_two_keys() -> None:
+    # at 0.5 the predictions are 0,0,0,1 (F1 2/3); at 0.35 they are 0,1,1,1 (F1 0.8)
+    point = metrics_at_threshold(Y_HAND, P_HAND, 0.35)
+    points = {"youden": point, "sensitivity_0.95": point}
+    m = binary_head_metrics(Y_HAND, P_HAND, points, {"binary": {"ece_before": 0.2, "ece_after": 0.1}})
+    assert m["binary_f1"] == pytest.approx(2 / 3) and m["binary_f1_youden"] == pytest.approx(0.8)
+    assert (m["binary_sensitivity_target"], m["binary_specificity_target"]) == (1.0, 0.5)
+    assert (m["ece_binary"], m["ece_binary_scaled"]) == (0.2, 0.1)
+    none = binary_head_metrics(Y_HAND, P_HAND, {}, {})  # validation with one class: no operating point
+    assert none["binary_f1_youden"] is None and none["binary_f1"] == pytest.approx(2 / 3)

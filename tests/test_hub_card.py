@@ -26,10 +26,15 @@ DATASET = {
 }
 
 
-def _split_metrics(base: float) -> dict[str, Any]:
+def _split_metrics(base: float, *, evaluated: bool = False) -> dict[str, Any]:
+    """A metrics.json section: training's "val" shape, or with `evaluated` the test section's extra keys."""
     per_class: dict[str, float | None] = {label: round(base + i / 100, 4) for i, label in enumerate(LABELS)}
     per_class["Hernia"] = None  # no positive case in a small split
-    return {"macro_auc": base, "binary_auc": base + 0.05, "binary_f1": base - 0.1, "per_class_auc": per_class}
+    block: dict[str, Any] = {"macro_auc": base, "binary_auc": base + 0.05, "binary_f1": base - 0.1,
+                             "per_class_auc": per_class}  # fmt: skip
+    if evaluated:
+        block.update({"macro_auprc": base - 0.3, "binary_f1_youden": base - 0.05, "ece_binary": 0.04})
+    return block
 
 
 def make_run_dir(
@@ -73,7 +78,7 @@ def make_run_dir(
     ]  # fmt: skip
     metrics: dict[str, Any] = {"split_scheme": split_scheme, "val": {**_split_metrics(0.75), "epoch": 3}}
     if test_metrics:
-        metrics["test"] = _split_metrics(0.72)
+        metrics["test"] = _split_metrics(0.72, evaluated=True)
     run = {
         "run_id": run_id, "model": model, "preset": "smoke", "status": "complete",
         "started_at": "2026-11-26T09:12:00Z", "finished_at": "2026-11-26T09:20:00Z", "git_sha": "abc1234",
@@ -103,6 +108,8 @@ def _expected(metrics: dict[str, Any]) -> dict[tuple[str, str], float]:
             out[(split, "roc_auc:macro")] = m["macro_auc"]
             out[(split, "roc_auc:binary")] = m["binary_auc"]
             out[(split, "f1:binary")] = m["binary_f1"]
+            if "binary_f1_youden" in m:
+                out[(split, "f1:binary_youden")] = m["binary_f1_youden"]
     return out
 
 
@@ -191,3 +198,50 @@ def test_card_states_this_runs_preprocessing_dropout_and_data(tmp_path: Path) ->
     body = ModelCard(render_card(read_run(run_dir), repo_id="me/x", revision="r1")).text
     assert "CLAHE, scale" not in body and "Trained on synthetic images" in body
     assert "Label noise" not in body and "NIH Clinical Center, 1992" not in body
+
+
+def _section(body: str, title: str) -> str:
+    return body.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_card_counts_parameters_not_batchnorm_buffers(tmp_path: Path) -> None:
+    from chexvision.models import build_from_config
+
+    run_dir = make_run_dir(tmp_path / "run")
+    net = build_from_config(json.loads((run_dir / "config.json").read_text())["model"])
+    params = sum(p.numel() for p in net.parameters())
+    buffers = sum(b.numel() for b in net.buffers())  # BatchNorm running statistics
+    assert buffers > 0
+    text = render_card(read_run(run_dir), repo_id="me/x", revision="r1")
+    assert f"`densenet`, {params:,} parameters" in text
+    assert f"{params + buffers:,}" not in text
+
+
+def test_only_a_pretrained_run_is_described_as_imagenet_initialised(tmp_path: Path) -> None:
+    scratch = ModelCard(render_card(read_run(make_run_dir(tmp_path / "a")), repo_id="me/x", revision="r1")).text
+    model = _section(scratch, "Model")
+    assert "trained from scratch (no ImageNet initialisation)" in model
+    assert "IMAGENET1K_V1" not in model and "conv0" not in model and "densenet121.tv_in1k" not in model
+
+    pretrained = make_run_dir(tmp_path / "b", pretrained=True)
+    model = _section(ModelCard(render_card(read_run(pretrained), repo_id="me/x", revision="r1")).text, "Model")
+    assert "started from torchvision's ImageNet weights" in model and "IMAGENET1K_V1" in model
+    assert "https://huggingface.co/timm/densenet121.tv_in1k" in model and "from scratch" not in model
+
+    # seresnet has no pretrained weights: a config asking for them still trained from scratch
+    seresnet = make_run_dir(tmp_path / "c", model="seresnet", pretrained=True)
+    card = ModelCard(render_card(read_run(seresnet), repo_id="me/x", revision="r1"))
+    assert card.data.base_model is None
+    assert "trained from scratch (no ImageNet initialisation)" in _section(card.text, "Model")
+
+
+def test_results_table_has_one_column_per_f1_threshold(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path / "run", test_metrics=True)
+    body = ModelCard(render_card(read_run(run_dir), repo_id="me/x", revision="r1")).text
+    results = _section(body, "Results")
+    header = next(line for line in results.splitlines() if line.startswith("| Split |"))
+    assert "binary F1 @ 0.5" in header and "binary F1 @ Youden" in header
+    validation = next(line for line in results.splitlines() if line.startswith("| validation |"))
+    test = next(line for line in results.splitlines() if line.startswith("| test |"))
+    assert validation.count("n/a") == 1  # F1 at the Youden threshold is measured by evaluation only
+    assert "0.6200" in test and "0.6700" in test  # F1 at 0.5 and at the Youden threshold

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,15 +19,19 @@ from chexvision.errors import BadInputError
 from chexvision.labels import NUM_LABELS
 from chexvision.models import (
     CheXModel,
+    ModelInfo,
     build_from_config,
     count_parameters,
+    count_state_parameters,
     create_model,
+    get_model_info,
     list_models,
     model_config,
     register_model,
     tiny_kwargs,
 )
 from chexvision.models import weights as weights_module
+from chexvision.models.registry import read_model_info
 
 # Full-size counts with a one-channel stem. DESIGN says ~7.49 M for densenet (its figure counted a three-channel
 # stem, 7,486,351) and ~21.7 M for seresnet (SE-ResNet-34 + Linear(512, 512) neck + heads).
@@ -133,11 +140,67 @@ def test_unknown_model_argument_is_bad_input(name: str) -> None:
 
 
 def test_duplicate_registration_raises() -> None:
-    def another_densenet(**kwargs: object) -> CheXModel:
-        raise AssertionError("never built")
-
+    another_densenet = ModelInfo(
+        name="densenet", builder="chexvision.models.se_resnet:seresnet", summary="", description="", params=0,
+        drop_rate=0.0,
+    )  # fmt: skip
     with pytest.raises(ValueError, match="already registered"):
-        register_model(name="densenet")(another_densenet)
+        register_model(another_densenet)
+
+
+def test_registered_builder_is_imported_only_when_created(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chexvision.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._registry()))  # leave the real registry as it was
+    info = ModelInfo(
+        name="tinyse", builder="chexvision.models.se_resnet:seresnet", summary="a test model", description="",
+        params=0, drop_rate=0.5, tiny=tiny_kwargs("seresnet"),
+    )  # fmt: skip
+    assert register_model(info) is info and "tinyse" in list_models() and get_model_info("tinyse") == info
+    model = create_model("tinyse", **tiny_kwargs("tinyse"))
+    assert model(torch.zeros(1, 1, SIZE, SIZE))[0].shape == (1, NUM_LABELS)
+    assert model_config(model) == {"name": "tinyse", "kwargs": {"depths": [1, 1, 1, 1], "widths": [8, 16, 32, 64]}}
+
+
+def test_listing_models_does_not_import_torch() -> None:
+    code = (
+        "import sys, chexvision.models as m; "
+        "assert m.list_models(); [m.get_model_info(n) for n in m.list_models()]; m.model_summary(); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_info_is_declared_and_counted_right(name: str) -> None:
+    info = get_model_info(name)
+    assert info.name == name and info.summary and "{dropout}" in info.description
+    assert info.params == count_parameters(name)  # what `chexvision models` prints without torch
+    assert create_model(name, **info.tiny).head.neck[2].p == info.drop_rate  # the card's default dropout
+    assert (info.base_model is None) == (info.pretrained is None)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_state_parameter_count_leaves_batchnorm_buffers_out(tmp_path: Path, name: str) -> None:
+    from safetensors.torch import save_file
+
+    from chexvision.rundir import read_safetensors_header
+
+    model = _tiny(name)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "m.safetensors"))
+    header = read_safetensors_header(tmp_path / "m.safetensors")
+    params = sum(p.numel() for p in model.parameters())
+    assert count_state_parameters(header) == params
+    assert sum(math.prod(v["shape"]) for v in header.values()) > params  # the buffers are in the file
+
+
+def test_model_info_declarations_must_be_literal() -> None:
+    source = 'MODEL_INFO = ModelInfo(name="x", builder="m:f", summary="", description="", params=1, drop_rate=0.0)'
+    assert read_model_info(source, "x.py") == ModelInfo("x", "m:f", "", "", 1, 0.0)
+    assert read_model_info("OTHER = 1", "y.py") is None
+    with pytest.raises(TypeError, match="literals"):
+        read_model_info('MODEL_INFO = ModelInfo(name=NAME, builder="m:f")', "z.py")
 
 
 @pytest.mark.parametrize("name", list_models())

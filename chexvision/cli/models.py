@@ -1,4 +1,7 @@
-"""`chexvision models`: the registered architectures and their full-size parameter counts."""
+"""`chexvision models`: the registered architectures, their full-size parameter counts and base models.
+
+Torch-free: everything comes from the registry's `ModelInfo` entries (`chexvision.models.model_summary`).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,12 @@ def register(app: typer.Typer) -> None:
 
 
 def models(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: [{name, params, description}].")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: [{name, params, description, base_model}].")
+    ] = False,
 ) -> None:
     """List the model architectures `--model` accepts, with full-size parameter counts."""
-    from chexvision.models import model_summary  # torch: only when the command runs
+    from chexvision.models import model_summary
 
     rows = model_summary()
     if as_json:
@@ -26,7 +31,7 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("model", "params (full size)", "description")
+    table = Table("model", "params (full size)", "pretrained weights", "description")
     for row in rows:
-        table.add_row(row["name"], f"{row['params']:,}", row["description"])
+        table.add_row(row["name"], f"{row['params']:,}", row["base_model"] or "none", row["description"])
     Console().print(table)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from chexvision.evaluate.metrics import auprc, auroc
+from chexvision.engine.metrics import auprc, auroc
 from chexvision.labels import LABELS
 
 __all__ = [

@@ -1,8 +1,9 @@
 """The evaluation report: one self-contained HTML page (figures inlined as base64 PNG) and a Markdown twin.
 
 Figures (matplotlib, Agg): ROC and precision-recall curves, reliability diagrams before/after temperature
-scaling, per-class AUROC bars with their bootstrap CIs, and Grad-CAM overlays. Both documents are rendered from
-Jinja templates in `templates/` with `StrictUndefined`.
+scaling, per-class AUROC bars with their bootstrap CIs, and Grad-CAM overlays. The summary table's columns are the
+metrics table's evaluation rows (`chexvision.evaluate.metrics.METRICS`). Both documents are rendered from Jinja
+templates in `templates/` with `StrictUndefined`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from chexvision.evaluate.metrics import TEST, Metric, Threshold, metrics_for
 from chexvision.evaluate.predictions import Predictions
 from chexvision.files import atomic_write_text
 from chexvision.labels import LABELS
@@ -23,7 +25,7 @@ from chexvision.labels import LABELS
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["format_estimate", "render_report", "summary_rows", "write_report"]
+__all__ = ["format_estimate", "render_report", "summary_columns", "summary_rows", "write_report"]
 
 
 def format_estimate(value: float | None, ci: Sequence[float] | None = None) -> str:
@@ -46,36 +48,42 @@ def _scores(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-def summary_rows(results: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per (model, variant): the headline numbers as display strings."""
-    fmt = format_estimate
-    rows = []
-    for name, variant, s in _scores(results):
-        ci = s.get("ci") or {}
-        ops = s.get("operating_points") or {}
-        youden = ops.get("youden", {})
-        sens: dict[str, Any] = next((v for k, v in ops.items() if k.startswith("sensitivity_")), {})
-        cal = s["calibration"]["binary"]
-        rows.append(
-            {
-                "model": name,
-                "variant": "TTA" if variant == "tta" else "plain",
-                "macro_auc": fmt(s["macro_auc"], ci.get("macro_auc")),
-                "macro_auprc": fmt(s["macro_auprc"], ci.get("macro_auprc")),
-                "binary_auc": fmt(s["binary_auc"], ci.get("binary_auc")),
-                "youden": (
-                    f"F1 {fmt(youden.get('f1'))}, sens {fmt(youden.get('sensitivity'))}, "
-                    f"spec {fmt(youden.get('specificity'))}"
-                    if youden
-                    else "n/a"
-                ),
-                "high_sens": (
-                    f"sens {fmt(sens.get('sensitivity'))}, spec {fmt(sens.get('specificity'))}" if sens else "n/a"
-                ),
-                "ece": f"{cal['ece_before']:.3f} -> {cal['ece_after']:.3f} (T={cal['temperature']:.2f})",
-            }
-        )
-    return rows
+def summary_columns() -> list[tuple[str, tuple[Metric, ...]]]:
+    """The summary's metric columns, from the metrics table: (header, metrics shown in that column).
+
+    A threshold-free metric has a column of its own; the metrics at one threshold share one (`binary @ Youden`).
+    """
+    columns: dict[str, list[Metric]] = {}
+    for m in metrics_for(TEST):
+        if m.threshold is Threshold.NONE:
+            header = m.label + (" [95% CI]" if m.ci else "")
+        else:
+            header = f"binary @ {m.threshold.label}"
+        columns.setdefault(header, []).append(m)
+    return [(header, tuple(ms)) for header, ms in columns.items()]
+
+
+def _summary_cell(score: dict[str, Any], metrics: tuple[Metric, ...]) -> str:
+    ci = score.get("ci") or {}
+    if len(metrics) == 1 and metrics[0].threshold is Threshold.NONE:
+        m = metrics[0]
+        return format_estimate(score.get(m.key), ci.get(m.key) if m.ci else None)
+    if all(score.get(m.key) is None for m in metrics):
+        return "n/a"  # no operating point (validation had one class)
+    return ", ".join(f"{m.label} {format_estimate(score.get(m.key))}" for m in metrics)
+
+
+def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (model, variant): the table's metrics as display strings, one per `summary_columns` column."""
+    columns = summary_columns()
+    return [
+        {
+            "model": name,
+            "variant": "TTA" if variant == "tta" else "plain",
+            "cells": [_summary_cell(score, metrics) for _, metrics in columns],
+        }
+        for name, variant, score in _scores(results)
+    ]
 
 
 def _per_class_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -215,6 +223,7 @@ def render_report(
     first = next(iter(preds.values()))["plain"]
     context = {
         "results": results,
+        "summary_columns": [header for header, _ in summary_columns()],
         "summary": summary_rows(results),
         "columns": columns,
         "per_class": per_class,

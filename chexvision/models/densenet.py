@@ -22,14 +22,14 @@ from torchvision.models.densenet import DenseNet as _TorchvisionDenseNet
 from chexvision.errors import BadInputError
 from chexvision.labels import NUM_LABELS
 from chexvision.models.heads import CheXModel, DualHead
-from chexvision.models.registry import register_model
+from chexvision.models.registry import ModelInfo
 from chexvision.models.weights import (
     densenet121_imagenet_state_dict,
     load_features_state_dict,
     read_state_dict,
 )
 
-__all__ = ["DenseNet", "densenet"]
+__all__ = ["MODEL_INFO", "DenseNet", "densenet"]
 
 _DENSENET121: dict[str, object] = {
     "growth_rate": 32,
@@ -93,7 +93,27 @@ def _create_densenet(*, pretrained: bool, weights: str | Path | None, **kwargs: 
     return model
 
 
-@register_model(tiny={"growth_rate": 8, "block_config": (2, 2, 2, 2), "num_init_features": 16})
 def densenet(*, pretrained: bool = False, weights: str | Path | None = None, **kwargs: object) -> DenseNet:
     """DenseNet-121 (torchvision, ImageNet weights when asked), 1024->512 neck, dropout 0.3."""
     return _create_densenet(pretrained=pretrained, weights=weights, **kwargs)
+
+
+# Read by the registry without importing this module: literal values only.
+MODEL_INFO = ModelInfo(
+    name="densenet",
+    builder="chexvision.models.densenet:densenet",
+    summary="DenseNet-121 (torchvision, ImageNet weights when asked), 1024->512 neck, dropout 0.3.",
+    description=(
+        "A DenseNet (torchvision layout; DenseNet-121 at full size) with a one-channel stem, a feature layer to "
+        "512 (ReLU, dropout {dropout}) and two heads on the shared 512-d feature"
+    ),
+    params=7_480_079,
+    drop_rate=0.3,
+    # torchvision's IMAGENET1K_V1 weights, as mirrored by timm on the Hub
+    base_model="timm/densenet121.tv_in1k",
+    pretrained=(
+        "torchvision's ImageNet weights (`DenseNet121_Weights.IMAGENET1K_V1`; the one-channel stem sums the RGB "
+        "`conv0` filters)"
+    ),
+    tiny={"growth_rate": 8, "block_config": (2, 2, 2, 2), "num_init_features": 16},
+)

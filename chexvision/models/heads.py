@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Self
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chexvision.labels import NUM_LABELS
+from chexvision.models import registry
 
-__all__ = ["FEATURE_DIM", "CheXModel", "DualHead"]
+__all__ = ["FEATURE_DIM", "CheXModel", "DualHead", "count_parameters"]
 
 FEATURE_DIM = 512  # width of the shared feature both heads read
 
@@ -92,3 +94,10 @@ class CheXModel(nn.Module):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
+
+
+def count_parameters(name: str, **kwargs: Any) -> int:
+    """Parameter count of `name` built with `kwargs`, on the meta device (no memory, no init cost; imports torch)."""
+    with torch.device("meta"):
+        model = registry.create_model(name, pretrained=False, weights=None, **kwargs)
+    return sum(p.numel() for p in model.parameters())

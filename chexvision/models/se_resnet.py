@@ -22,9 +22,9 @@ from torch import Tensor, nn
 from chexvision.errors import BadInputError
 from chexvision.labels import NUM_LABELS
 from chexvision.models.heads import CheXModel, DualHead
-from chexvision.models.registry import register_model
+from chexvision.models.registry import ModelInfo
 
-__all__ = ["SEResNet", "seresnet"]
+__all__ = ["MODEL_INFO", "SEResNet", "seresnet"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,22 @@ def _create_seresnet(*, pretrained: bool, weights: str | Path | None, **kwargs: 
     return SEResNet(**kwargs)  # type: ignore[arg-type]
 
 
-@register_model(tiny={"depths": (1, 1, 1, 1), "widths": (8, 16, 32, 64)})
 def seresnet(*, pretrained: bool = False, weights: str | Path | None = None, **kwargs: object) -> SEResNet:
     """SE-ResNet-34 (basic blocks 3-4-6-3, SE r=16), from scratch, dropout 0.5."""
     return _create_seresnet(pretrained=pretrained, weights=weights, **kwargs)
+
+
+# Read by the registry without importing this module: literal values only.
+MODEL_INFO = ModelInfo(
+    name="seresnet",
+    builder="chexvision.models.se_resnet:seresnet",
+    summary="SE-ResNet-34 (basic blocks 3-4-6-3, SE r=16), from scratch, dropout 0.5.",
+    description=(
+        "An SE-ResNet (basic residual blocks with squeeze-and-excitation, reduction 16; stem 7x7/2 + max-pool; "
+        "SE-ResNet-34 at full size), trained from scratch, ending in a 512-d feature (ReLU, dropout {dropout}) "
+        "and two heads"
+    ),
+    params=21_709_947,
+    drop_rate=0.5,
+    tiny={"depths": (1, 1, 1, 1), "widths": (8, 16, 32, 64)},
+)
