@@ -1,10 +1,15 @@
-"""Shared test set-up: no network, no real credentials, no writes outside temp folders."""
+"""Shared test set-up: no network, no real credentials, no writes outside temp folders; shared fixtures.
+
+`make_run_dir` writes a run directory through the REAL writers (`chexvision.rundir.RunDir`, the engine's
+checkpoint and safetensors writers), so tests read exactly what training and evaluation write.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +23,7 @@ os.environ.pop("KAGGLE_KEY", None)
 os.environ.pop("HF_TOKEN", None)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih"
+pytest_plugins = ["fakes.kaggle"]  # the fake Kaggle client's fixtures (fake_kaggle, kaggle_dispatch)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -54,3 +60,86 @@ def sample_images_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real NIH sample images not found at {path}")
     return path
+
+
+RUN_ID = "densenet-20261126-0912-3fa1"
+DATASET_META = {"source": "hf", "repo_id": "arudaev/chest-xray-14-320",
+                "revision": "44443e6ee968b3c6094b63f14a27698c40b50680"}  # fmt: skip
+
+
+def _split_metrics(base: float) -> dict[str, Any]:
+    from chexvision.labels import LABELS
+
+    per_class: dict[str, float | None] = {label: round(base + i / 100, 4) for i, label in enumerate(LABELS)}
+    per_class["Hernia"] = None  # no positive case in a small split
+    return {"macro_auc": base, "binary_auc": base + 0.05, "binary_f1": base - 0.1, "per_class_auc": per_class}
+
+
+def _epoch_record(epoch: int) -> dict[str, Any]:
+    """A history.json record as `fit` makes one; the last of three epochs is the best (val macro AUC 0.75)."""
+    val = _split_metrics(0.6 + epoch / 20)
+    return {
+        "epoch": epoch, "phase": 2, "lr": 1e-3, "train_loss": 1.0 / epoch, "val_loss": 1.1 / epoch,
+        "val_macro_auc": val["macro_auc"], "val_binary_auc": val["binary_auc"], "val_binary_f1": 0.5 + epoch / 30,
+        "val_per_class_auc": val["per_class_auc"], "seconds": 1.5, "images_per_second": 100.0,
+    }  # fmt: skip
+
+
+def _tiny_model(model: str, seed: int) -> Any:
+    import torch
+
+    from chexvision.models import create_model, tiny_kwargs
+
+    torch.manual_seed(seed)
+    net = create_model(model, **tiny_kwargs(model))
+    with torch.no_grad():  # a non-trivial binary head so outputs depend on the input
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return net.eval()
+
+
+def write_run_dir(
+    path: Path, *, run_id: str = RUN_ID, model: str = "densenet", seed: int = 0, pretrained: bool = False,
+    test_metrics: bool = False, split_scheme: str = "official",
+) -> Path:  # fmt: skip
+    """A finished three-epoch run of a tiny randomly initialised model, written as training and evaluation write it."""
+    from chexvision.config import load_config
+    from chexvision.engine.checkpoint import save_checkpoint, save_safetensors
+    from chexvision.engine.state import environment_info
+    from chexvision.models import model_config
+    from chexvision.rundir import RunDir, dataset_info, epoch_log_line
+
+    net = _tiny_model(model, seed)
+    overrides = [f'model.name="{model}"', "data.size=64", f"seed={seed}", f'data.split_scheme="{split_scheme}"',
+                 f"model.pretrained={str(pretrained).lower()}"]  # fmt: skip
+    cfg = load_config("smoke", None, overrides)
+    config = cfg.to_dict()
+    config["model"]["kwargs"] = model_config(net)["kwargs"]
+    run = RunDir(Path(path))
+    dataset = dataset_info(DATASET_META, split_scheme, {"train": 70, "val": 10, "test": 20}, loader_clahe=False)
+    saved = os.environ.get("DISPATCH_GIT_SHA")
+    os.environ["DISPATCH_GIT_SHA"] = "abc1234"  # what the kernel exports
+    try:
+        run.start(run_id=run_id, model=model, preset=cfg.preset, config=config, dataset=dataset, env=environment_info())
+    finally:
+        if saved is None:
+            del os.environ["DISPATCH_GIT_SHA"]
+        else:
+            os.environ["DISPATCH_GIT_SHA"] = saved
+    history = [_epoch_record(e) for e in (1, 2, 3)]
+    for i, record in enumerate(history, start=1):  # every epoch improves: best weights, metrics, history, log
+        save_safetensors(run.weights, net.state_dict(), metadata={"epoch": str(i)})
+        run.write_best_metrics(split_scheme, record)
+        run.write_history(history[:i], i, record["val_macro_auc"])
+        run.append_log(epoch_log_line(record, 3, True))
+    save_checkpoint(run.last_ckpt, {"model": net.state_dict(), "epoch": 3})
+    if test_metrics:
+        run.write_metrics_section("test", _split_metrics(0.72))  # what `chexvision evaluate` adds
+    run.set_status("complete")
+    return run.path
+
+
+@pytest.fixture(scope="session")
+def make_run_dir() -> Callable[..., Path]:
+    """`make_run_dir(path, run_id=..., model=..., seed=..., pretrained=..., test_metrics=..., split_scheme=...)`."""
+    return write_run_dir

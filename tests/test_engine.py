@@ -173,7 +173,7 @@ def test_non_finite_loss_stops_with_error_and_keeps_last_good_checkpoint(
 
     def diverge_in_epoch_2(tr: Trainer, loaders: Any, epoch: int, reporter: Any) -> dict[str, float]:
         if epoch == 2:  # what a diverged model produces
-            tr.model.head.multi.bias.data.fill_(float("nan"))  # type: ignore[union-attr]
+            tr.model.head.multi.bias.data.fill_(float("nan"))  # type: ignore[union-attr, operator]
         return original(tr, loaders, epoch, reporter)
 
     monkeypatch.setattr(train_mod, "train_one_epoch", diverge_in_epoch_2)
@@ -206,6 +206,16 @@ def test_time_budget_stops_incomplete_and_resume_finishes(synth: Path, tmp_path:
     assert second.run_id == first.run_id
     again = fit(cfg, synth, tmp_path / "run", resume=True)
     assert again.stop_reason == "already_complete"
+
+
+def test_resume_under_a_new_run_id_is_a_child_run_linked_to_its_parent(synth: Path, tmp_path: Path) -> None:
+    cfg = _cfg("seresnet", "schedule.epochs=2")
+    parent = fit(cfg, synth, tmp_path / "run", time_budget_hours=1e-6)  # what dispatch restores, unfinished
+    child = fit(cfg, synth, tmp_path / "run", resume=True, run_id="seresnet-child-0001")  # --resume-from
+    assert (child.status, child.run_id, [e["epoch"] for e in child.history]) == ("complete", "seresnet-child-0001",
+                                                                                 [1, 2])  # fmt: skip
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (run["run_id"], run["parent_run_id"], run["status"]) == ("seresnet-child-0001", parent.run_id, "complete")
 
 
 def test_existing_run_is_never_overwritten(synth: Path, tmp_path: Path) -> None:

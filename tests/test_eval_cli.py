@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
-from test_hub_card import make_run_dir  # the shared run-dir builder
 from typer.testing import CliRunner
 
 from chexvision.cli.main import app
@@ -18,19 +18,19 @@ from chexvision.labels import LABELS, label_matrix
 runner = CliRunner()
 
 
-def _make_run(path: Path, seed: int) -> Path:
-    """A tiny untrained SE-ResNet run on the synthetic data's `patient` split (the shared run-dir builder)."""
+def _make_run(make_run_dir: Callable[..., Path], path: Path, seed: int) -> Path:
+    """A tiny untrained SE-ResNet run on the synthetic data's `patient` split (the shared run-dir fixture)."""
     return make_run_dir(path, run_id=path.name, model="seresnet", seed=seed, split_scheme="patient")
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory, make_run_dir: Callable[..., Path]) -> Path:
     from chexvision.data.synthetic import write_synthetic
 
     base = tmp_path_factory.mktemp("eval")
     write_synthetic(base / "data", 90, 64, 0)
-    _make_run(base / "run-a", 0)
-    _make_run(base / "run-b", 1)
+    _make_run(make_run_dir, base / "run-a", 0)
+    _make_run(make_run_dir, base / "run-b", 1)
     return base
 
 
@@ -109,10 +109,10 @@ def test_evaluate_predictions_csv_from_any_model(tmp_path: Path) -> None:
     assert (tmp_path / "o" / "report.html").is_file()
 
 
-def test_errors_name_the_fix(workspace: Path, tmp_path: Path) -> None:
+def test_errors_name_the_fix(workspace: Path, tmp_path: Path, make_run_dir: Callable[..., Path]) -> None:
     result = runner.invoke(app, ["evaluate", str(workspace / "run-a")])
     assert result.exit_code == 2 and "--data" in result.output
-    fresh = _make_run(tmp_path / "fresh", 3)
+    fresh = _make_run(make_run_dir, tmp_path / "fresh", 3)
     result = runner.invoke(app, ["compare", str(fresh), str(workspace / "run-a"), "--out", str(tmp_path / "c")])
     assert result.exit_code == 2 and "chexvision evaluate" in result.output
     (tmp_path / "bad.csv").write_text("Image Index,Effusion\n90000000_000.png,0.5\n")

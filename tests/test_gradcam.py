@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from chexvision.data.bbox import Box, read_bbox_csv
 from chexvision.evaluate.gradcam import grad_cam, grad_cam_native, overlay, peak_location, save_png, top_classes
 from chexvision.evaluate.localization import CamRecord, cam_box, iobb, pointing_hit, score_localization
-from chexvision.evaluate.tta import TTA_VIEWS, predict_views, tta_views
+from chexvision.inference.tta import TTA_VIEWS, predict_views, tta_views
 
 
 class _BlobModel(nn.Module):

@@ -9,21 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from huggingface_hub import ModelCard
-from test_hub_card import make_run_dir  # the shared run-dir builder
 from typer.testing import CliRunner
 
+from chexvision import hf as client_mod
 from chexvision.cli.main import app
 from chexvision.errors import BackendError
-from chexvision.hub import client as client_mod
-from chexvision.hub.client import HubClient
-from chexvision.hub.load import load_model
+from chexvision.hf import HubClient
 from chexvision.hub.publish import PUBLISHED_FILES, publish_run
+from chexvision.hub.resolve import load_model
 
 RUN1, RUN2 = "densenet-20261126-0912-3fa1", "densenet-20261127-1000-beef"
 FILES = {"README.md", "config.json", "history.json", "metrics.json", "model.safetensors", "run.json",
@@ -124,7 +124,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeHfApi:
     return api
 
 
-def test_publish_is_one_commit_then_a_tag_and_idempotent(tmp_path: Path, fake: FakeHfApi) -> None:
+def test_publish_is_one_commit_then_a_tag_and_idempotent(
+    tmp_path: Path, fake: FakeHfApi, make_run_dir: Callable[..., Path]
+) -> None:
     run_dir = make_run_dir(tmp_path / "run1", run_id=RUN1)
     first = publish_run(run_dir)
     assert (first.repo_id, first.tag, first.changed) == ("alice/chexvision-densenet", RUN1, True)
@@ -133,7 +135,7 @@ def test_publish_is_one_commit_then_a_tag_and_idempotent(tmp_path: Path, fake: F
     assert repo["private"] is True
     assert repo["tags"] == {RUN1: first.commit} and repo["branches"]["main"] == first.commit
     assert set(repo["commits"][first.commit]) == FILES | {".gitattributes"}
-    card = ModelCard(fake.file(first.repo_id, RUN1, "README.md").decode())
+    card: Any = ModelCard(fake.file(first.repo_id, RUN1, "README.md").decode())
     assert (
         card.data.eval_results[0].metric_value == json.loads((run_dir / "metrics.json").read_text())["val"]["macro_auc"]
     )
@@ -144,7 +146,9 @@ def test_publish_is_one_commit_then_a_tag_and_idempotent(tmp_path: Path, fake: F
     assert not {"create_commit", "create_tag", "delete_tag"} & set(fake.calls)
 
 
-def test_another_run_keeps_the_earlier_one_reachable_by_its_tag(tmp_path: Path, fake: FakeHfApi) -> None:
+def test_another_run_keeps_the_earlier_one_reachable_by_its_tag(
+    tmp_path: Path, fake: FakeHfApi, make_run_dir: Callable[..., Path]
+) -> None:
     one = publish_run(make_run_dir(tmp_path / "run1", run_id=RUN1, seed=1), repo_id="alice/cxr")
     two = publish_run(make_run_dir(tmp_path / "run2", run_id=RUN2, seed=2), repo_id="alice/cxr")
     assert two.changed and two.commit != one.commit
@@ -161,7 +165,9 @@ def test_another_run_keeps_the_earlier_one_reachable_by_its_tag(tmp_path: Path, 
     assert config["model"]["name"] == "densenet"
 
 
-def test_a_failure_between_commit_and_tag_converges_on_rerun(tmp_path: Path, fake: FakeHfApi) -> None:
+def test_a_failure_between_commit_and_tag_converges_on_rerun(
+    tmp_path: Path, fake: FakeHfApi, make_run_dir: Callable[..., Path]
+) -> None:
     run_dir = make_run_dir(tmp_path / "run1", run_id=RUN1)
     fake.fail["create_tag"] = ConnectionError("connection reset")
     with pytest.raises(BackendError) as failed:
@@ -172,12 +178,14 @@ def test_a_failure_between_commit_and_tag_converges_on_rerun(tmp_path: Path, fak
     assert fake.repos[result.repo_id]["tags"][RUN1] == result.commit
 
 
-def test_republish_after_evaluation_commits_and_moves_the_tag(tmp_path: Path, fake: FakeHfApi) -> None:
+def test_republish_after_evaluation_commits_and_moves_the_tag(
+    tmp_path: Path, fake: FakeHfApi, make_run_dir: Callable[..., Path]
+) -> None:
     first = publish_run(make_run_dir(tmp_path / "run", run_id=RUN1))
     second = publish_run(make_run_dir(tmp_path / "run", run_id=RUN1, test_metrics=True))
     assert second.changed and second.commit != first.commit
     assert fake.repos[second.repo_id]["tags"][RUN1] == second.commit
-    card = ModelCard(fake.file(second.repo_id, RUN1, "README.md").decode())
+    card: Any = ModelCard(fake.file(second.repo_id, RUN1, "README.md").decode())
     assert {r.dataset_split for r in card.data.eval_results} == {"validation", "test"}
 
 
@@ -185,7 +193,7 @@ def _cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
 
-def test_hub_dir_layout_idempotence_and_tags(tmp_path: Path) -> None:
+def test_hub_dir_layout_idempotence_and_tags(tmp_path: Path, make_run_dir: Callable[..., Path]) -> None:
     hub = tmp_path / "hub"
     run1 = make_run_dir(tmp_path / "run1", run_id=RUN1, seed=1)
     res = _cli("publish", str(run1), "--hub-dir", str(hub), "--json")
@@ -220,7 +228,7 @@ def test_hub_dir_layout_idempotence_and_tags(tmp_path: Path) -> None:
 
 
 def test_without_token_or_offline_the_error_names_hub_dir_and_login(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_run_dir: Callable[..., Path]
 ) -> None:
     run_dir = make_run_dir(tmp_path / "run", run_id=RUN1)
     res = _cli("publish", str(run_dir))  # conftest sets HF_HUB_OFFLINE=1
@@ -238,7 +246,7 @@ def test_without_token_or_offline_the_error_names_hub_dir_and_login(
 
 
 def test_backend_failure_is_exit_3_and_never_shows_the_token(
-    tmp_path: Path, fake: FakeHfApi, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake: FakeHfApi, monkeypatch: pytest.MonkeyPatch, make_run_dir: Callable[..., Path]
 ) -> None:
     secret = "hf_SECRETtoken1234567890"
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -249,6 +257,6 @@ def test_backend_failure_is_exit_3_and_never_shows_the_token(
 
 
 def test_hub_ready_is_false_offline() -> None:
-    from chexvision.hub.client import hub_ready
+    from chexvision.hf import hub_ready
 
     assert hub_ready() is False  # conftest sets HF_HUB_OFFLINE=1 and removes HF_TOKEN

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from test_hub_card import make_run_dir  # the shared run-dir builder
 from typer.testing import CliRunner
 
 from chexvision.cli.main import app
 from chexvision.errors import BadInputError
-from chexvision.hub.load import load_model
+from chexvision.hub.resolve import load_model
 from chexvision.labels import LABELS
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, make_run_dir: Callable[..., Path]) -> Path:
     return make_run_dir(tmp_path_factory.mktemp("predict") / "run")
 
 
@@ -31,7 +31,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     gray = cv2.GaussianBlur(rng.integers(0, 256, (96, 96), dtype=np.uint8), (9, 9), 3)
     cv2.ellipse(gray, (30, 48), (14, 30), 0, 0, 360, 40, -1)
-    gray = cv2.normalize(gray, None, 0, 255, cv2.NORM_MINMAX)  # full range: 16-bit decoding stretches min..max
+    gray = cv2.normalize(gray, None, 0, 255, cv2.NORM_MINMAX)  # type: ignore[call-overload]  # full range: 16-bit decoding stretches min..max
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
     variants = {
         "gray8.png": gray,
@@ -116,24 +116,6 @@ def test_weights_that_do_not_fit_the_config_are_bad_input(run_dir: Path, tmp_pat
 def test_unknown_model_spec_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="neither a folder nor a Hub repo"):
         load_model(str(tmp_path / "missing" / "deep" / "path"))
-
-
-@pytest.mark.parametrize(
-    ("aug_clahe", "source", "expected"),
-    [("auto", "hf", True), ("auto", "synthetic", False), ("never", "hf", False), ("always", "synthetic", True)],
-)
-def test_preprocessing_repeats_the_training_clahe_decision(aug_clahe: str, source: str, expected: bool) -> None:
-    from chexvision.hub.predict import preprocessing
-
-    config = {
-        "data": {"size": 64, "mean": 0.5, "std": 0.25, "aug": {"clahe": aug_clahe}},
-        "dataset": {"source": source},
-    }
-    transform = preprocessing(config)
-    assert (transform.size, transform.mean, transform.std, transform.clahe) == (64, 0.5, 0.25, expected)
-    # What training recorded in run.json (images built with CLAHE, loader off) beats the config's mode.
-    config["dataset"] = {"source": source, "clahe": not expected}
-    assert preprocessing(config).clahe is (not expected)
 
 
 def test_hub_model_offline_and_not_cached_is_exit_3_naming_a_local_folder(images: dict[str, Path]) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from safetensors.torch import load_file
@@ -37,7 +38,7 @@ def _epochs_done(out: Path) -> int:
         return 0
 
 
-def _without_timing(history: dict) -> list[dict]:  # type: ignore[type-arg]
+def _without_timing(history: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in history["epochs"]]
 
 

@@ -108,6 +108,21 @@ def test_resume_of_a_finished_run_is_a_no_op_and_checks_the_model(run_dir: Path,
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
 
 
+def test_resume_with_a_new_run_id_records_the_parent(run_dir: Path, synth: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "restored"  # the parent's output, restored where the continued run writes
+    shutil.copytree(run_dir, copy)
+    args = ["train", "--model", "seresnet", "--data", str(synth), "--out", str(copy), *FAST, "--resume",
+            "--run-id", "seresnet-child-0002", "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["run_id"] == "seresnet-child-0002"
+    run = json.loads((copy / "run.json").read_text())
+    assert (run["run_id"], run["parent_run_id"], run["status"]) == ("seresnet-child-0002", "seresnet-test-0001",
+                                                                    "complete")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [

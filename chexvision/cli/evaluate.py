@@ -24,17 +24,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _device(name: str) -> str:
-    if name not in ("cpu", "cuda", "auto"):
-        raise BadInputError(f"unknown device {name!r}", "use --device cpu, cuda or auto")
-    if name == "cpu":
-        return name
-    import torch
+    from chexvision.device import resolve_device
 
-    if torch.cuda.is_available():
-        return "cuda"
-    if name == "cuda":
-        raise BadInputError("--device cuda but no CUDA device is visible", "use --device cpu")
-    return "cpu"
+    return str(resolve_device(name))
 
 
 def _print_json(data: Any) -> None:
@@ -172,21 +164,17 @@ def _print_summary(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from chexvision.evaluate.metrics import METRICS
     from chexvision.evaluate.report import format_estimate as fmt
 
     models = result.get("runs") or {result.get("name", "model"): result}
     if "ensemble" in result:
         models = {**models, "ensemble": result["ensemble"]}
-    table = Table("model", "macro AUROC [95% CI]", "binary AUROC", "binary F1", "ECE -> scaled", "TTA macro AUROC")
+    shown = [m for m in METRICS if m.summary]  # the metrics table's summary columns
+    table = Table("model", *(m.column + (" [95% CI]" if m.ci else "") for m in shown), "TTA macro AUROC")
     for name, doc in models.items():
-        table.add_row(
-            name,
-            fmt(doc["macro_auc"], doc.get("macro_auc_ci")),
-            fmt(doc["binary_auc"], doc.get("binary_auc_ci")),
-            fmt(doc.get("binary_f1")),
-            f"{fmt(doc['ece_binary'])} -> {fmt(doc['ece_binary_scaled'])}",
-            fmt((doc.get("tta") or {}).get("macro_auc")),
-        )
+        cells = [fmt(doc.get(m.key), doc.get(f"{m.key}_ci") if m.ci else None) for m in shown]
+        table.add_row(name, *cells, fmt((doc.get("tta") or {}).get("macro_auc")))
     console = Console()
     console.print(table)
     if "out" in result:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from chexvision.hub.predict import Prediction
     from chexvision.hub.publish import PublishResult
+    from chexvision.inference.predict import Prediction
 
 
 def register(app: typer.Typer) -> None:
@@ -60,15 +60,7 @@ def _print_publish(result: PublishResult) -> None:
     else:
         console.print(f"unchanged: [bold]{where}[/] already holds these files (commit {result.commit[:12]})")
     console.print(f"  {result.url}")
-    console.print(f"  predict with: chexvision predict IMAGE --model {_model_spec(result)}")
-
-
-def _model_spec(result: PublishResult) -> str:
-    if result.url.startswith("file://"):  # DIR/<repo>/.revisions/<tag> -> DIR/<repo>@<tag>
-        from urllib.parse import unquote, urlparse
-
-        return f"{Path(unquote(urlparse(result.url).path)).parent.parent}@{result.tag}"
-    return f"{result.repo_id}@{result.tag}"
+    console.print(f"  predict with: chexvision predict IMAGE --model {result.model_spec}")
 
 
 def predict(
@@ -87,12 +79,9 @@ def predict(
     ] = False,
 ) -> None:
     """Predict the 14 finding probabilities and the abnormal probability for each image."""
-    from chexvision.hub.load import load_model
-    from chexvision.hub.predict import predict_decoded, read_image
+    from chexvision.hub.predict import predict_spec
 
-    decoded = [read_image(path) for path in images]  # a bad image fails before the model is loaded (or downloaded)
-    net, config = load_model(model, device=device)
-    results = predict_decoded(net, config, images, decoded, tta=tta, device=device)
+    results = predict_spec(model, images, tta=tta, device=device)  # a bad image fails before any download
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results]))
         return

@@ -1,8 +1,8 @@
-"""`chexvision train`: resolve the config (preset -> --config -> --set -> flags), then run the training engine.
+"""`chexvision train`: options -> `chexvision.engine.launch` (config resolution, `fit`), and the progress display.
 
-Default preset: `kaggle-t4` when training runs on CUDA (`--device cuda`, or `auto` with a GPU), else `smoke`.
-With `--resume`, the run directory's config.json is the config (so a continued run trains what it started with);
-`--set` overrides still apply on top, e.g. `--set schedule.epochs=80` to extend a finished run.
+How the config is resolved (preset -> --config -> --set -> flags; a resumed run starts from its config.json) is
+documented in `chexvision.engine.launch`. `--resume --run-id NEW` continues another run's directory as a new run
+(what dispatch `--resume-from` does): run.json gets the new id and `parent_run_id`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,9 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-
-from chexvision.errors import BadInputError
-
-if TYPE_CHECKING:
-    from chexvision.config import TrainConfig
 
 
 class ModelName(StrEnum):
@@ -32,49 +27,6 @@ class DeviceName(StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-def _default_preset(device: str) -> str:
-    import torch
-
-    return "kaggle-t4" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "smoke"
-
-
-def _flag_overrides(
-    model: str, split_scheme: str | None, no_pretrained: bool, weights: Path | None, device: str, strict: bool
-) -> list[str]:
-    flags = [f"model.name={json.dumps(model)}", f"device={json.dumps(device)}"]
-    if strict:
-        flags.append("data.strict=true")
-    if split_scheme is not None:
-        flags.append(f"data.split_scheme={json.dumps(split_scheme)}")
-    if no_pretrained:
-        flags.append("model.pretrained=false")
-    if weights is not None:
-        if not weights.is_file():
-            raise BadInputError(f"weights file {weights} not found", "pass an existing .pth/.safetensors file")
-        flags.append(f"model.weights={json.dumps(str(weights))}")
-    return flags
-
-
-def resolve_train_config(
-    *, out: Path, resume: bool, preset: str | None, config: Path | None, overrides: list[str], flags: list[str],
-    model: str, device: str,
-) -> TrainConfig:  # fmt: skip
-    """A new run: preset, file, overrides, flags. A resumed run: its config.json, then overrides and flags."""
-    from chexvision.config import TrainConfig, apply_overrides, load_config
-    from chexvision.files import read_json_object
-
-    saved = out / "config.json"
-    if resume and saved.is_file():
-        hint = f"fix or delete {saved}, or start a new run with another --out"
-        cfg = TrainConfig.from_dict(read_json_object(saved, hint))
-        if cfg.model.name != model:
-            raise BadInputError(
-                f"{out} is a {cfg.model.name} run, not {model}", f"resume it with --model {cfg.model.name}"
-            )
-        return apply_overrides(cfg, [*overrides, *flags])
-    return load_config(preset or _default_preset(device), config, [*overrides, *flags])
 
 
 def _progress_enabled(rank: int) -> bool:
@@ -177,7 +129,13 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         weights: Annotated[Path | None, typer.Option(help="Local pretrained-weights file.")] = None,
-        run_id: Annotated[str | None, typer.Option(help="Run id (default: <model>-<utc time>-<hex>).")] = None,
+        run_id: Annotated[
+            str | None,
+            typer.Option(
+                help="Run id (default: <model>-<utc time>-<hex>; with --resume the run's own, a new one "
+                "continues it as a child run)."
+            ),
+        ] = None,
         device: Annotated[DeviceName, typer.Option(help="cpu | cuda | auto.")] = DeviceName.auto,
         strict: Annotated[
             bool, typer.Option("--strict", help="Stop at a corrupt image (default: report it, skip it, count it).")
@@ -185,50 +143,27 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         """Train a model into a run directory (run.json, config.json, history.json, model.safetensors, ...)."""
+        from chexvision.engine.launch import flag_overrides, resolve_train_config, run_training
+
         started = time.monotonic()
-        flags = _flag_overrides(model.value, split_scheme, no_pretrained, weights, device.value, strict)
+        flags = flag_overrides(model.value, split_scheme, no_pretrained, weights, device.value, strict)
         cfg = resolve_train_config(
             out=out, resume=resume, preset=preset, config=config, overrides=list(set_ or []), flags=flags,
             model=model.value, device=device.value,
         )  # fmt: skip
-        if not data.is_dir():
-            raise BadInputError(f"data directory {data} not found", "make one: chexvision data synth --out DIR")
-        result = _run(cfg, data, out, resume=resume, time_budget=time_budget, run_id=run_id, started=started)
+        result = run_training(
+            cfg, data, out, resume=resume, time_budget=time_budget, run_id=run_id, make_reporter=_make_reporter,
+            started=started,
+        )  # fmt: skip
         if result is None:
             return  # not rank 0
         if json_out:
-            typer.echo(json.dumps(result))
+            typer.echo(json.dumps(result.to_dict()))
             return
         from rich.console import Console
 
-        auc = result["best_val_macro_auc"]
+        auc = result.best_val_macro_auc
         Console().print(
-            f"[bold]{result['status']}[/bold] ({result['stop_reason']}): {result['run_id']} in {result['run_dir']}; "
-            f"best epoch {result['best_epoch']}, val macro AUC {'n/a' if auc is None else f'{auc:.4f}'}"
+            f"[bold]{result.status}[/bold] ({result.stop_reason}): {result.run_id} in {result.run_dir}; "
+            f"best epoch {result.best_epoch}, val macro AUC {'n/a' if auc is None else f'{auc:.4f}'}"
         )
-
-
-def _run(
-    cfg: TrainConfig, data: Path, out: Path, *, resume: bool, time_budget: float | None, run_id: str | None,
-    started: float,
-) -> dict[str, Any] | None:  # fmt: skip
-    from chexvision.engine.distributed import cleanup_distributed, init_distributed
-    from chexvision.engine.train import fit
-
-    dist = init_distributed(cfg.device)
-    reporter = _make_reporter(dist.rank)
-    try:
-        result = fit(
-            cfg, data, out, resume=resume, time_budget_hours=time_budget, run_id=run_id,
-            reporter=reporter, dist=dist, started=started,
-        )  # fmt: skip
-    finally:
-        reporter.close()
-        cleanup_distributed()
-    if not dist.is_main:
-        return None
-    return {
-        "status": result.status, "stop_reason": result.stop_reason, "run_id": result.run_id,
-        "run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
-        "best_val_macro_auc": result.best_val_macro_auc, "epochs": len(result.history),
-    }  # fmt: skip

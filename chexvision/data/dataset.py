@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from chexvision.data.eval_transform import EvalTransform
 from chexvision.data.shards import ShardIndex, decode_image
-from chexvision.data.transforms import MEAN, STD, CpuTrainTransform, apply_clahe, normalize_cpu, resize_to
+from chexvision.data.transforms import MEAN, STD, CpuTrainTransform
 from chexvision.errors import BadInputError
 from chexvision.labels import label_matrix
 
@@ -59,7 +60,7 @@ class ShardDataset(Dataset[Item | None]):
     """Images `indices` of a ShardIndex, resized to `size`, as uint8 (GPU path) or augmented float (CPU path).
 
     `transform` (CPU path training only) maps a uint8 HxW image and an rng to a normalised float32 image;
-    without it, `output="float"` gives the eval transform (resize + normalise).
+    without it, `output="float"` gives the eval transform (`EvalTransform`: resize, CLAHE when asked, normalise).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class ShardDataset(Dataset[Item | None]):
         self.size, self.output, self.transform = size, output, transform
         self.clahe, self.clahe_clip, self.clahe_grid = clahe, clahe_clip, clahe_grid
         self.mean, self.std = mean, std
+        self.prep = EvalTransform(size, mean, std, clahe, clahe_clip, clahe_grid)
         self.strict, self.seed = strict, seed
         self._stream: np.random.Generator | None = None
         self.skipped = skipped if skipped is not None else SkipCounter()
@@ -105,7 +107,7 @@ class ShardDataset(Dataset[Item | None]):
         elif self.transform is not None:
             out = self.transform(img, self._rng(k, epoch))
         else:
-            out = normalize_cpu(img, self.mean, self.std)
+            out = self.prep.normalize(img)
         return (
             torch.from_numpy(out).unsqueeze(0),
             torch.from_numpy(self.labels14[k]),
@@ -124,9 +126,7 @@ class ShardDataset(Dataset[Item | None]):
         """Decoded, resized (and CLAHE'd when asked) uint8 image of sample `k`; None when unreadable."""
         i = int(self.indices[k])
         try:
-            img = decode_image(self.index.read_image_bytes(i))
-            img = resize_to(img, self.size)
-            return apply_clahe(img, self.clahe_clip, self.clahe_grid) if self.clahe else img
+            return self.prep.resized(decode_image(self.index.read_image_bytes(i)))
         except (ValueError, OSError, cv2.error) as exc:  # ImageDecodeError and pyarrow errors are ValueError/OSError
             self._report(i, exc)
             return None

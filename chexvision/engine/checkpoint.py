@@ -14,10 +14,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from chexvision.engine.state import Trainer
 from chexvision.errors import BadInputError
 from chexvision.files import tmp_sibling
+from chexvision.rundir import RunDir
 
-__all__ = ["capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint", "save_safetensors"]
+__all__ = [
+    "capture_rng",
+    "checkpoint_state",
+    "load_checkpoint",
+    "open_run",
+    "restore_rng",
+    "save_checkpoint",
+    "save_safetensors",
+]
 
 
 def capture_rng() -> dict[str, Any]:
@@ -75,3 +85,28 @@ def save_safetensors(path: Path, state_dict: dict[str, torch.Tensor], metadata: 
     tmp = tmp_sibling(path)
     save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)
+
+
+def checkpoint_state(tr: Trainer, epoch: int, history: list[dict[str, Any]], best: dict[str, Any]) -> dict[str, Any]:
+    """Everything `--resume` needs to continue exactly after `epoch` (weights_only-loadable)."""
+    assert tr.optimizer is not None and tr.scheduler is not None and tr.scaler is not None and tr.phase is not None
+    return {
+        "model": tr.model.state_dict(),
+        "optimizer": tr.optimizer.state_dict(),
+        "scheduler": tr.scheduler.state_dict(),
+        "scaler": tr.scaler.state_dict(),
+        "epoch": epoch,
+        "phase": tr.phase.index,
+        "rng": capture_rng(),
+        "early_stop": dict(best),
+        "history": history,
+    }
+
+
+def open_run(run: RunDir, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None: start fresh); refuses to overwrite an existing run."""
+    if run.has_run() and not resume:
+        raise BadInputError(f"{run.path} already holds a run", "continue it with --resume, or choose another --out")
+    if resume and run.last_ckpt.exists():
+        return load_checkpoint(run.last_ckpt)
+    return None  # --resume before the first finished epoch starts over

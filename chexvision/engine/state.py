@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ from chexvision.engine.loss import CheXLoss
 from chexvision.engine.optim import Phase, build_optimizer, build_scheduler
 from chexvision.errors import BadInputError
 
-__all__ = ["FitResult", "NullReporter", "Reporter", "Trainer", "resolve_amp"]
+__all__ = ["FitResult", "NullReporter", "Reporter", "Trainer", "environment_info", "resolve_amp"]
 
 
 class Reporter(Protocol):
@@ -32,6 +33,9 @@ class Reporter(Protocol):
     def end_epoch(self, record: dict[str, Any]) -> None:
         """After validation, with the epoch's history.json record."""
 
+    def close(self) -> None:
+        """After training, however it ended (`chexvision.engine.launch.run_training` calls it)."""
+
 
 class NullReporter:
     """Reports nothing (library default)."""
@@ -45,6 +49,9 @@ class NullReporter:
     def end_epoch(self, record: dict[str, Any]) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 @dataclass
 class FitResult:
@@ -55,6 +62,14 @@ class FitResult:
     best_epoch: int | None
     best_val_macro_auc: float | None
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `chexvision train --json` prints."""
+        return {
+            "status": self.status, "stop_reason": self.stop_reason, "run_id": self.run_id,
+            "run_dir": str(self.run_dir), "best_epoch": self.best_epoch,
+            "best_val_macro_auc": self.best_val_macro_auc, "epochs": len(self.history),
+        }  # fmt: skip
 
 
 @dataclass
@@ -112,3 +127,11 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
             native_bf16 = torch.cuda.is_bf16_supported()
         return torch.bfloat16 if native_bf16 else torch.float16
     return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def environment_info() -> dict[str, Any]:
+    """run.json "env": Python, torch, CUDA and the GPUs this process sees."""
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
+    return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda, "gpus": gpus}

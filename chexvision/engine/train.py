@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chexvision.config import TrainConfig
-from chexvision.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, save_safetensors
+from chexvision.engine.checkpoint import checkpoint_state, open_run, restore_rng, save_checkpoint, save_safetensors
 from chexvision.engine.distributed import (
     DistInfo,
     all_gather_rows,
@@ -36,9 +36,12 @@ from chexvision.engine.distributed import (
 from chexvision.engine.loss import CheXLoss, pos_weight_from_labels
 from chexvision.engine.metrics import validation_metrics
 from chexvision.engine.optim import Phase, phase_of_epoch, plan_phases
-from chexvision.engine.rundir import RunDir, dataset_info, epoch_log_line, new_run_id
-from chexvision.engine.state import FitResult, NullReporter, Reporter, Trainer, resolve_amp
+from chexvision.engine.state import FitResult, NullReporter, Reporter, Trainer, environment_info, resolve_amp
 from chexvision.errors import BadInputError, RunFailedError
+from chexvision.rundir import RunDir, dataset_info, epoch_log_line, new_run_id
+
+if TYPE_CHECKING:
+    from chexvision.models import CheXModel
 
 __all__ = ["FitResult", "NullReporter", "Reporter", "Trainer", "fit", "resolve_amp", "train_one_epoch", "validate"]
 
@@ -188,7 +191,7 @@ def _make_loaders(cfg: TrainConfig, data_dir: Path, dist: DistInfo) -> Any:
     return loaders
 
 
-def _build_model(cfg: TrainConfig, resuming: bool, dist: DistInfo) -> nn.Module:
+def _build_model(cfg: TrainConfig, resuming: bool, dist: DistInfo) -> CheXModel:
     from chexvision.models import create_model
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every rerun
@@ -204,21 +207,6 @@ def _build_model(cfg: TrainConfig, resuming: bool, dist: DistInfo) -> nn.Module:
     return model
 
 
-def _checkpoint_state(tr: Trainer, epoch: int, history: list[dict[str, Any]], best: dict[str, Any]) -> dict[str, Any]:
-    assert tr.optimizer is not None and tr.scheduler is not None and tr.scaler is not None and tr.phase is not None
-    return {
-        "model": tr.model.state_dict(),
-        "optimizer": tr.optimizer.state_dict(),
-        "scheduler": tr.scheduler.state_dict(),
-        "scaler": tr.scaler.state_dict(),
-        "epoch": epoch,
-        "phase": tr.phase.index,
-        "rng": capture_rng(),
-        "early_stop": dict(best),
-        "history": history,
-    }
-
-
 def _record(epoch: int, tr: Trainer, train: dict[str, float], val: dict[str, Any], seconds: float) -> dict[str, Any]:
     assert tr.phase is not None
     return {
@@ -232,15 +220,6 @@ def _record(epoch: int, tr: Trainer, train: dict[str, float], val: dict[str, Any
 def _is_done(cfg: TrainConfig, epoch: int, best: dict[str, Any]) -> bool:
     patience = cfg.schedule.patience
     return epoch >= cfg.schedule.epochs or (patience > 0 and best["bad_epochs"] >= patience)
-
-
-def _open_run(run: RunDir, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume from (None: start fresh); refuses to overwrite an existing run."""
-    if run.has_run() and not resume:
-        raise BadInputError(f"{run.path} already holds a run", "continue it with --resume, or choose another --out")
-    if resume and run.last_ckpt.exists():
-        return load_checkpoint(run.last_ckpt)
-    return None  # --resume before the first finished epoch starts over
 
 
 def fit(
@@ -260,7 +239,7 @@ def fit(
     reporter = reporter or NullReporter()
     dist = dist or init_distributed(cfg.device)
     run = RunDir(Path(out_dir))
-    ckpt = _open_run(run, resume)
+    ckpt = open_run(run, resume)
     resumed = run.read_run().get("run_id")
     barrier(dist)  # every rank has looked at the directory before rank 0 writes to it
     _configure_torch(cfg, dist)
@@ -278,10 +257,12 @@ def fit(
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         epoch, history, best = int(ckpt["epoch"]), list(ckpt["history"]), dict(ckpt["early_stop"])
-    run_id = resumed or run_id or new_run_id(cfg.model.name)
+    run_id = run_id or resumed or new_run_id(cfg.model.name)  # a new id over a restored run: a child run
     scheme = loaders.split_scheme
 
     if ckpt is not None and _is_done(cfg, epoch, best):  # e.g. killed between the last checkpoint and run.json
+        if dist.is_main and run_id != resumed:
+            _record_start(cfg, model, Path(data_dir), loaders, run, run_id)  # the child's own identity
         if dist.is_main and run.read_run().get("status") != "complete":
             run.set_status("complete")
         return FitResult(
@@ -302,16 +283,18 @@ def fit(
     return FitResult(status, reason, run.path, run_id, best["best_epoch"], best["best_auc"], history)
 
 
-def _record_start(cfg: TrainConfig, model: nn.Module, data_dir: Path, loaders: Any, run: RunDir, run_id: str) -> None:
+def _record_start(cfg: TrainConfig, model: CheXModel, data_dir: Path, loaders: Any, run: RunDir, run_id: str) -> None:
     """Write config.json and run.json (status running) of a new or continued run."""
+    from chexvision.data.shards import read_dataset_meta
     from chexvision.models import model_config
 
     scheme = loaders.split_scheme
     config = cfg.to_dict()
     config["model"]["kwargs"] = model_config(model)["kwargs"]  # exactly what rebuilds the architecture
     config["data"]["split_scheme"] = scheme  # resolved (dataset.json default): evaluation re-splits the same way
-    dataset = dataset_info(data_dir, scheme, loaders.counts, loaders.clahe)
-    run.start(run_id=run_id, model=cfg.model.name, preset=cfg.preset, config=config, dataset=dataset)
+    dataset = dataset_info(read_dataset_meta(data_dir), scheme, loaders.counts, loaders.clahe)
+    run.start(run_id=run_id, model=cfg.model.name, preset=cfg.preset, config=config, dataset=dataset,
+              env=environment_info())  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -398,6 +381,6 @@ def _save_epoch(
     if improved:
         save_safetensors(run.weights, tr.model.state_dict(), metadata={"epoch": str(epoch)})
         run.write_best_metrics(scheme, record)
-    save_checkpoint(run.last_ckpt, _checkpoint_state(tr, epoch, history, best))
+    save_checkpoint(run.last_ckpt, checkpoint_state(tr, epoch, history, best))
     run.write_history(history, best["best_epoch"], best["best_auc"])
     run.append_log(epoch_log_line(record, tr.cfg.schedule.epochs, improved))

@@ -19,20 +19,17 @@ import pandas as pd
 from chexvision.errors import BadInputError
 from chexvision.evaluate.bootstrap import paired_bootstrap
 from chexvision.evaluate.report import format_estimate
-from chexvision.files import atomic_write_text, read_json_object
+from chexvision.files import atomic_write_text
 from chexvision.labels import LABELS, label_matrix
+from chexvision.rundir import METRICS_JSON, RunInfo, read_run_dir
 
 __all__ = ["compare_runs", "comparison_markdown", "run_summary", "write_comparison"]
 
 
-def _json(path: Path) -> dict[str, Any]:
-    return read_json_object(path) if path.is_file() else {}
-
-
-def _num_params(run_dir: Path, test: dict[str, Any]) -> int | None:
+def _num_params(info: RunInfo, test: dict[str, Any]) -> int | None:
     if test.get("num_params"):
         return int(test["num_params"])
-    model = _json(run_dir / "config.json").get("model")
+    model = info.config.get("model")
     if not model:
         return None
     from chexvision.models import count_parameters
@@ -42,28 +39,26 @@ def _num_params(run_dir: Path, test: dict[str, Any]) -> int | None:
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """Name, model, parameters, epochs to best and the evaluated test numbers of one run."""
-    run_dir = Path(run_dir)
-    test = _json(run_dir / "metrics.json").get("test")
+    info = read_run_dir(Path(run_dir), required=())
+    test = info.metrics.get("test")
     if not test:
         raise BadInputError(
-            f"{run_dir} has no test evaluation in metrics.json",
-            f"run `chexvision evaluate {run_dir} --data DIR` first",
+            f"{info.run_dir} has no test evaluation in {METRICS_JSON}",
+            f"run `chexvision evaluate {info.run_dir} --data DIR` first",
         )
-    run = _json(run_dir / "run.json")
-    history = _json(run_dir / "history.json")
     ci = test.get("ci") or {}
     return {
-        "name": str(run.get("run_id") or run_dir.name),
-        "run_dir": str(run_dir),
-        "model": run.get("model") or (_json(run_dir / "config.json").get("model") or {}).get("name"),
-        "num_params": _num_params(run_dir, test),
-        "epochs_to_best": history.get("best_epoch"),
-        "epochs_run": len(history.get("epochs") or []),
+        "name": info.run_id,
+        "run_dir": str(info.run_dir),
+        "model": info.run.get("model") or (info.config.get("model") or {}).get("name"),
+        "num_params": _num_params(info, test),
+        "epochs_to_best": info.history.get("best_epoch"),
+        "epochs_run": len(info.history.get("epochs") or []),
         "macro_auc": test.get("macro_auc"),
         "macro_auc_ci": ci.get("macro_auc"),
         "binary_auc": test.get("binary_auc"),
         "binary_auc_ci": ci.get("binary_auc"),
-        "binary_f1": test.get("binary_f1"),
+        "binary_f1_youden": test.get("binary_f1_youden"),
         "per_class_auc": test.get("per_class_auc") or {},
         "tta_macro_auc": (test.get("tta") or {}).get("macro_auc"),
         "n_images": test.get("n_images"),
@@ -119,7 +114,7 @@ def comparison_markdown(result: dict[str, Any]) -> str:
         ("test macro AUROC [95% CI]", [format_estimate(r["macro_auc"], r["macro_auc_ci"]) for r in runs]),
         ("test macro AUROC, TTA", [format_estimate(r["tta_macro_auc"]) for r in runs]),
         ("binary AUROC [95% CI]", [format_estimate(r["binary_auc"], r["binary_auc_ci"]) for r in runs]),
-        ("binary F1 (Youden on val)", [format_estimate(r["binary_f1"]) for r in runs]),
+        ("binary F1 @ Youden (chosen on val)", [format_estimate(r["binary_f1_youden"]) for r in runs]),
         *[(f"AUROC {label}", [format_estimate(r["per_class_auc"].get(label)) for r in runs]) for label in LABELS],
     ]
     body = "".join(f"| {name} | " + " | ".join(cells) + " |\n" for name, cells in rows)

@@ -9,12 +9,11 @@ boxes when given. Several runs: also their mean-probability ensemble. Files: `<o
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +31,14 @@ from chexvision.evaluate.gradcam import (
     top_classes,
     upsample_cam,
 )
-from chexvision.evaluate.inference import EvalTransform, LoadedRun, load_run, predict_split, split_indices
 from chexvision.evaluate.localization import CamRecord, score_localization
+from chexvision.evaluate.metrics import flat_metrics
 from chexvision.evaluate.predictions import Predictions, ensemble, score_predictions
-from chexvision.files import atomic_write_text, read_json_object
+from chexvision.evaluate.split_predict import predict_split, split_indices
+from chexvision.files import atomic_write_text
+from chexvision.inference.load import LoadedModel, load_model_dir
 from chexvision.labels import LABELS
+from chexvision.rundir import METRICS_JSON, RunDir, utc_now
 
 if TYPE_CHECKING:
     import torch
@@ -107,7 +109,7 @@ def _box_frame(boxes: dict[str, list[Box]], index: ShardIndex, rows: np.ndarray,
 
 
 def localize_run(
-    run: LoadedRun,
+    run: LoadedModel,
     index: ShardIndex,
     rows: np.ndarray,
     bbox_csv: Path,
@@ -122,7 +124,7 @@ def localize_run(
     import torch
 
     boxes = read_bbox_csv(bbox_csv)
-    transform = EvalTransform.from_config(run.config, data_dir)
+    transform = run.transform(data_dir)
     wanted = [
         (int(i), label, [b for b in boxes[name] if b.label == label])
         for i in rows
@@ -146,7 +148,7 @@ def localize_run(
 
 
 def _cam_samples(
-    run: LoadedRun, index: ShardIndex, rows: np.ndarray, preds: Predictions, out: Path, opts: EvalOptions
+    run: LoadedModel, index: ShardIndex, rows: np.ndarray, preds: Predictions, out: Path, opts: EvalOptions
 ) -> list[dict[str, str]]:
     """Overlays for the `k` images whose top predicted class is most confidently a true positive."""
     import torch
@@ -159,7 +161,7 @@ def _cam_samples(
     picks = [int(j) for j in np.argsort(-conf, kind="stable")[:k] if conf[j] > 0]
     if not picks:
         return []
-    transform = EvalTransform.from_config(run.config, opts.data_dir)
+    transform = run.transform(opts.data_dir)
     images = [index.read_image(int(rows[j])) for j in picks]
     x = torch.from_numpy(np.stack([transform(img) for img in images])).to(device)
     cams = grad_cam(run.model, x, [int(top[j]) for j in picks])
@@ -182,7 +184,7 @@ def _cam_samples(
 
 
 def _evaluate_run(
-    run: LoadedRun, index: ShardIndex, opts: EvalOptions, out: Path
+    run: LoadedModel, index: ShardIndex, opts: EvalOptions, out: Path
 ) -> tuple[dict[str, Any], dict[str, Predictions], dict[str, Predictions], list[dict[str, str]]]:
     """One run's scores (+ localization), its predictions on the split and on validation, and its CAM samples."""
     kw: dict[str, Any] = {"tta": opts.tta, "batch_size": opts.batch_size, "device": opts.device, "index": index}
@@ -194,7 +196,7 @@ def _evaluate_run(
         "num_params": run.num_params,
         **_score_pair(preds, val, opts),
     }
-    rows = split_indices(index, run.config, opts.split, data_dir=opts.data_dir, run_dir=run.run_dir)
+    rows = split_indices(index, run.info, opts.split, data_dir=opts.data_dir)
     if opts.bbox_csv is not None:
         entry["localization"] = localize_run(
             run, index, rows, opts.bbox_csv, data_dir=opts.data_dir, bbox_frame=opts.bbox_frame, seed=opts.seed,
@@ -208,17 +210,17 @@ def evaluate_runs(run_dirs: Sequence[Path], opts: EvalOptions, out: Path) -> dic
     if not run_dirs:
         raise BadInputError("no run directory given", "pass one or more RUN_DIRs")
     index = ShardIndex.open(Path(opts.data_dir))
-    runs = [load_run(Path(d), opts.device) for d in run_dirs]
+    runs = [load_model_dir(Path(d), opts.device) for d in run_dirs]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
-        runs = [LoadedRun(r.run_dir, f"{r.name}-{i}", r.model, r.config, r.num_params) for i, r in enumerate(runs)]
+        runs = [replace(r, name=f"{r.name}-{i}") for i, r in enumerate(runs)]
     results: dict[str, Any] = {
         "split": opts.split,
         "data": str(opts.data_dir),
         "tta": opts.tta,
         "bootstrap": opts.bootstrap,
         "seed": opts.seed,
-        "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "evaluated_at": utc_now(),
         "runs": {},
         "cam_samples": [],
     }
@@ -240,7 +242,7 @@ def evaluate_runs(run_dirs: Sequence[Path], opts: EvalOptions, out: Path) -> dic
 
 
 def write_outputs(
-    results: dict[str, Any], preds: dict[str, dict[str, Predictions]], runs: Sequence[LoadedRun], out: Path
+    results: dict[str, Any], preds: dict[str, dict[str, Predictions]], runs: Sequence[LoadedModel], out: Path
 ) -> None:
     """Predictions CSVs, the evaluation's metrics.json, the report, and each run's metrics.json section."""
     from chexvision.evaluate.report import write_report
@@ -250,14 +252,12 @@ def write_outputs(
         for key, p in by_key.items():
             suffix = "" if key == "plain" else f"_{key}"
             p.write_csv(out / "predictions" / f"{_safe(name)}_{split}{suffix}.csv")
-    _write_json(out / "metrics.json", results)
+    _write_json(out / METRICS_JSON, results)
     results["report"] = {k: str(v) for k, v in write_report(results, preds, out).items()}
     section = metrics_section_name(split)
     for run in runs:
-        path = run.run_dir / "metrics.json"
-        metrics = read_json_object(path) if path.is_file() else {}
         entry = results["runs"][run.name]
-        metrics[section] = {
+        values = {
             **entry["plain"],
             "tta": entry.get("tta"),
             "localization": entry.get("localization"),
@@ -267,7 +267,7 @@ def write_outputs(
             "predictions": str(out / "predictions" / f"{_safe(run.name)}_{split}.csv"),
             "out": str(out),
         }
-        _write_json(path, metrics)
+        RunDir(run.run_dir).write_metrics_section(section, json.loads(json.dumps(values, default=_jsonable)))
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -283,20 +283,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def brief(score: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers of one score (what `--json` prints per model)."""
-    ci = score.get("ci") or {}
-    return {
-        "macro_auc": score["macro_auc"],
-        "macro_auc_ci": ci.get("macro_auc"),
-        "per_class_auc": score["per_class_auc"],
-        "macro_auprc": score["macro_auprc"],
-        "binary_auc": score["binary_auc"],
-        "binary_auc_ci": ci.get("binary_auc"),
-        "binary_f1": score.get("binary_f1"),
-        "ece_binary": score["calibration"]["binary"]["ece_before"],
-        "ece_binary_scaled": score["calibration"]["binary"]["ece_after"],
-        "n_images": score["n_images"],
-    }
+    """The numbers of one score that `--json` prints per model: every metrics-table row (+ `_ci`), per class AUC."""
+    return {**flat_metrics(score), "per_class_auc": score["per_class_auc"], "n_images": score["n_images"]}
 
 
 def write_csv_outputs(score: dict[str, Any], preds: Predictions, out: Path, *, name: str | None = None) -> Path:
@@ -311,11 +299,11 @@ def write_csv_outputs(score: dict[str, Any], preds: Predictions, out: Path, *, n
         "tta": False,
         "bootstrap": (score.get("ci") or {}).get("n", 0),
         "seed": (score.get("ci") or {}).get("seed", 0),
-        "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "evaluated_at": utc_now(),
         "runs": {model: {"plain": score}},
         "cam_samples": [],
     }
     preds.write_csv(out / "predictions" / f"{_safe(model)}.csv")
-    _write_json(out / "metrics.json", results)
+    _write_json(out / METRICS_JSON, results)
     write_report(results, {model: {"plain": preds}}, out)
     return out

@@ -133,16 +133,16 @@ def cam_images(
     import torch
 
     from chexvision.errors import BadInputError
-    from chexvision.evaluate.inference import load_run
-    from chexvision.evaluate.tta import predict_views
-    from chexvision.hub.predict import preprocessing, read_image
+    from chexvision.inference.images import read_image
+    from chexvision.inference.load import load_model_dir
+    from chexvision.inference.tta import predict_views
 
     fixed = [_label_index(label)] if label else None
     if fixed is None and top < 1:
         raise BadInputError(f"--top {top} maps no class", "pass --top 1 or more, or --label NAME")
     decoded = [read_image(Path(path)) for path in images]
-    run = load_run(run_dir, device)
-    transform = preprocessing(run.config)  # raw image files: repeat training's preprocessing, CLAHE included
+    run = load_model_dir(run_dir, device)
+    transform = run.transform()  # image files: repeat training's preprocessing, CLAHE included
     written: list[dict[str, object]] = []
     for path, img in zip(images, decoded, strict=True):
         x = torch.from_numpy(transform(img)[None]).to(device)

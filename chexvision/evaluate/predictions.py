@@ -22,7 +22,7 @@ from chexvision.data.splits import patient_ids as _patient_ids
 from chexvision.errors import BadInputError
 from chexvision.evaluate.bootstrap import bootstrap_classification
 from chexvision.evaluate.calibration import expected_calibration_error, fit_temperature, logit, reliability_curve
-from chexvision.evaluate.metrics import classification_metrics
+from chexvision.evaluate.metrics import binary_head_metrics, classification_metrics
 from chexvision.evaluate.thresholds import metrics_at_threshold, sensitivity_threshold, youden_threshold
 from chexvision.files import tmp_sibling
 from chexvision.labels import LABELS, NO_FINDING, canonical_label, format_labels, label_matrix, parse_labels
@@ -309,9 +309,8 @@ def score_predictions(
             test.y14, test.p14, test.ybin, test.pbin, test.patient_ids, n=bootstrap, seed=seed
         )
     result["operating_points"] = _operating_points(ref, test, target_sensitivity)
-    youden = result["operating_points"].get("youden", {})
-    result["binary_f1"] = youden.get("f1")
     result["calibration"] = _calibration(ref, test, n_bins)
+    result.update(binary_head_metrics(test.ybin, test.pbin, result["operating_points"], result["calibration"]))
     if test.notes:
         result["notes"] = list(test.notes)
     return result

@@ -9,17 +9,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from chexvision.hf import HubClient as HubClient
+    from chexvision.hf import hub_ready as hub_ready
     from chexvision.hub.card import render_card as render_card
-    from chexvision.hub.client import HubClient as HubClient
-    from chexvision.hub.client import hub_ready as hub_ready
-    from chexvision.hub.load import load_model as load_model
     from chexvision.hub.predict import Prediction as Prediction
-    from chexvision.hub.predict import predict_decoded as predict_decoded
-    from chexvision.hub.predict import predict_files as predict_files
-    from chexvision.hub.predict import preprocessing as preprocessing
+    from chexvision.hub.predict import predict_spec as predict_spec
     from chexvision.hub.publish import PublishResult as PublishResult
     from chexvision.hub.publish import default_hub_dir as default_hub_dir
     from chexvision.hub.publish import publish_run as publish_run
+    from chexvision.hub.resolve import load_model as load_model
+    from chexvision.hub.resolve import load_spec as load_spec
 
 __all__ = [
     "HubClient",
@@ -28,23 +27,21 @@ __all__ = [
     "default_hub_dir",
     "hub_ready",
     "load_model",
-    "predict_decoded",
-    "predict_files",
-    "preprocessing",
+    "load_spec",
+    "predict_spec",
     "publish_run",
     "render_card",
 ]
 
 _WHERE = {
-    "HubClient": "chexvision.hub.client",
+    "HubClient": "chexvision.hf",
     "Prediction": "chexvision.hub.predict",
     "PublishResult": "chexvision.hub.publish",
     "default_hub_dir": "chexvision.hub.publish",
-    "hub_ready": "chexvision.hub.client",
-    "load_model": "chexvision.hub.load",
-    "predict_decoded": "chexvision.hub.predict",
-    "predict_files": "chexvision.hub.predict",
-    "preprocessing": "chexvision.hub.predict",
+    "hub_ready": "chexvision.hf",
+    "load_model": "chexvision.hub.resolve",
+    "load_spec": "chexvision.hub.resolve",
+    "predict_spec": "chexvision.hub.predict",
     "publish_run": "chexvision.hub.publish",
     "render_card": "chexvision.hub.card",
 }

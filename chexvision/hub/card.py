@@ -3,29 +3,40 @@
 The body is `templates/modelcard.md.j2`, rendered with `StrictUndefined` (a missing variable is an error, never an
 empty string). Everything the card says comes from the run directory (DESIGN §4): config.json (architecture and
 training recipe), history.json (the curves plot), metrics.json (model-index results and the per-class table) and
-run.json (run id, data set and revision). No torch here: the parameter count is read from the safetensors header.
+run.json (run id, data set and revision). What the card says about the architecture (its sentence, base model and
+pretrained weights, the latter only when the run's config started from them) is the model registry's `ModelInfo`;
+which metrics it reports, and how, is the metrics table (`chexvision.evaluate.metrics.METRICS`, the rows with a
+model-index type). No torch here: the parameter count is read from the safetensors header (parameters only:
+BatchNorm buffers are left out).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from chexvision.errors import BadInputError
-from chexvision.files import read_json_object
+from chexvision.evaluate.metrics import METRICS, TEST, VAL, Metric, Threshold
 from chexvision.labels import LABELS
+from chexvision.models import ModelInfo, count_state_parameters, get_model_info
+from chexvision.rundir import (
+    CONFIG_JSON,
+    HISTORY_JSON,
+    METRICS_JSON,
+    WEIGHTS,
+    RunInfo,
+    read_run_dir,
+    read_safetensors_header,
+)
 
 __all__ = [
     "CARD_FILE",
     "PLOT_FILE",
     "REFERENCES",
-    "RunArtifacts",
     "build_card_data",
     "eval_results",
     "plot_training_curves",
@@ -35,24 +46,7 @@ __all__ = [
 
 CARD_FILE = "README.md"
 PLOT_FILE = "training_curves.png"
-WEIGHTS_FILE = "model.safetensors"
-REQUIRED = ("config.json", "history.json", "metrics.json", WEIGHTS_FILE)
-
-# The ImageNet weights a pretrained DenseNet starts from (torchvision IMAGENET1K_V1, mirrored by timm on the Hub).
-BASE_MODELS = {"densenet": "timm/densenet121.tv_in1k"}
-
-# `{dropout}` is filled from the run's `drop_rate` (tiny smoke variants train without dropout).
-ARCHITECTURES = {
-    "densenet": (
-        "DenseNet-121 (torchvision layout) with a one-channel stem (the ImageNet `conv0` filters summed over RGB), "
-        "a feature layer to 512 (ReLU, dropout {dropout}) and two heads on the shared 512-d feature"
-    ),
-    "seresnet": (
-        "An SE-ResNet (basic residual blocks with squeeze-and-excitation, reduction 16; stem 7x7/2 + max-pool), "
-        "trained from scratch, ending in a 512-d feature (ReLU, dropout {dropout}) and two heads"
-    ),
-}
-DEFAULT_DROPOUT = {"densenet": 0.3, "seresnet": 0.5}  # the builders' defaults (DESIGN §3)
+REQUIRED = (CONFIG_JSON, HISTORY_JSON, METRICS_JSON, WEIGHTS)  # run.json is optional (older runs lack it)
 
 # Published numbers and the split each was measured on: only same-split numbers are comparable.
 REFERENCES: tuple[dict[str, str], ...] = (
@@ -76,12 +70,7 @@ REFERENCES: tuple[dict[str, str], ...] = (
     },
 )
 
-_METRICS = (  # (metrics.json key, model-index metric type, display name, metric config)
-    ("macro_auc", "roc_auc", "Macro AUC (14 findings)", "macro"),
-    ("binary_auc", "roc_auc", "Binary AUC (any finding vs No Finding)", "binary"),
-    ("binary_f1", "f1", "Binary F1 (any finding vs No Finding)", "binary"),
-)
-_SPLITS = (("val", "validation"), ("test", "test"))
+_SPLITS = ((VAL, "validation"), (TEST, "test"))  # metrics.json section -> model-index split
 _SOURCES = {  # run.json dataset.source -> words for the card
     "hf": "the published NIH ChestX-ray14 Parquet shards",
     "nih-build": "NIH ChestX-ray14 PNGs built into shards",
@@ -89,71 +78,29 @@ _SOURCES = {  # run.json dataset.source -> words for the card
 }
 
 
-@dataclass(frozen=True)
-class RunArtifacts:
-    """The JSON files of a run directory, read once and checked."""
-
-    run_dir: Path
-    run: dict[str, Any]
-    config: dict[str, Any]
-    history: dict[str, Any]
-    metrics: dict[str, Any]
-
-    @property
-    def run_id(self) -> str:
-        return str(self.run.get("run_id") or self.run_dir.name)
-
-    @property
-    def model_name(self) -> str:
-        return str(self.config.get("model", {}).get("name") or self.run.get("model") or "model")
-
-    @property
-    def dataset(self) -> dict[str, Any]:
-        return dict(self.run.get("dataset") or {})
-
-    @property
-    def split_scheme(self) -> str:
-        return str(
-            self.metrics.get("split_scheme")
-            or self.dataset.get("split_scheme")
-            or self.config.get("data", {}).get("split_scheme")
-            or "unknown"
-        )
-
-
-def read_run(run_dir: Path) -> RunArtifacts:
+def read_run(run_dir: Path) -> RunInfo:
     """Read and check a run directory; a missing file is a BadInputError naming it."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise BadInputError(f"run directory {run_dir} not found", "fetch the run first: `chexvision fetch --run ID`")
-    missing = [name for name in REQUIRED if not (run_dir / name).is_file()]
-    if missing:
-        raise BadInputError(
-            f"run directory {run_dir} lacks {', '.join(missing)}",
-            "publish a run that finished at least one epoch (training writes these files)",
-        )
-    run = read_json_object(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
-    config = read_json_object(run_dir / "config.json")
-    if not isinstance(config.get("model"), dict) or "name" not in config["model"]:
-        raise BadInputError(f"{run_dir / 'config.json'} has no model name", 'expected "model": {"name": ...}')
-    return RunArtifacts(run_dir, run, config, read_json_object(run_dir / "history.json"),
-                        read_json_object(run_dir / "metrics.json"))  # fmt: skip
+    art = read_run_dir(
+        Path(run_dir), required=REQUIRED,
+        hint="publish a run that finished at least one epoch (training writes these files; "
+        "fetch a remote run first: `chexvision fetch --run ID`)",
+    )  # fmt: skip
+    if not isinstance(art.config.get("model"), dict) or "name" not in art.config["model"]:
+        raise BadInputError(f"{art.run_dir / CONFIG_JSON} has no model name", 'expected "model": {"name": ...}')
+    return art
 
 
 def count_parameters(weights: Path) -> int:
-    """Number of parameters in a safetensors file, from its JSON header (no tensors loaded)."""
-    with weights.open("rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
-    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    """Parameters in a safetensors file, from its JSON header (no tensors loaded; BatchNorm buffers left out)."""
+    return count_state_parameters(read_safetensors_header(weights))
 
 
-def _dataset_id(art: RunArtifacts) -> str | None:
+def _dataset_id(art: RunInfo) -> str | None:
     repo = art.dataset.get("repo_id")
     return str(repo) if repo else None
 
 
-def _dataset_title(art: RunArtifacts) -> str:
+def _dataset_title(art: RunInfo) -> str:
     source = art.dataset.get("source")
     base = "CheXVision synthetic chest X-rays" if source == "synthetic" else "NIH ChestX-ray14"
     return f"{base} ({art.split_scheme} split)"
@@ -165,8 +112,20 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def eval_results(art: RunArtifacts) -> list[Any]:
-    """One `EvalResult` per metric and split present in metrics.json (validation; test once evaluated)."""
+def _card_metrics() -> tuple[Metric, ...]:
+    """The metrics table's rows that the card reports (those with a model-index type), in table order."""
+    return tuple(m for m in METRICS if m.model_index is not None)
+
+
+def _threshold_args(metric: Metric) -> dict[str, Any] | None:
+    """A thresholded metric's model-index `args`: where the abnormal probability was cut."""
+    if metric.threshold is Threshold.NONE:
+        return None
+    return {"threshold": 0.5 if metric.threshold is Threshold.HALF else metric.threshold.description}
+
+
+def eval_results(art: RunInfo) -> list[Any]:
+    """One `EvalResult` per card metric and split present in metrics.json (validation; test once evaluated)."""
     from huggingface_hub import EvalResult
 
     results = []
@@ -174,10 +133,11 @@ def eval_results(art: RunArtifacts) -> list[Any]:
         block = art.metrics.get(key)
         if not isinstance(block, Mapping):
             continue
-        for metric_key, metric_type, name, metric_config in _METRICS:
-            value = _finite(block.get(metric_key))
-            if value is None:
+        for metric in _card_metrics():
+            value = _finite(block.get(metric.key))
+            if value is None or metric.model_index is None:
                 continue
+            metric_type, metric_config = metric.model_index
             results.append(
                 EvalResult(
                     task_type="image-classification",
@@ -189,25 +149,37 @@ def eval_results(art: RunArtifacts) -> list[Any]:
                     dataset_revision=art.dataset.get("revision") or None,
                     dataset_args={"split_scheme": art.split_scheme},
                     metric_type=metric_type,
-                    metric_name=name,
+                    metric_name=metric.name,
                     metric_config=metric_config,
+                    metric_args=_threshold_args(metric),
                     metric_value=value,
                 )
             )
     return results
 
 
-def _pretrained(art: RunArtifacts) -> bool:
+def _model_info(art: RunInfo) -> ModelInfo | None:
+    """The registry's facts about the run's model; None for a model this version does not know."""
+    try:
+        return get_model_info(art.model_name)
+    except BadInputError:
+        return None
+
+
+def _started_pretrained(art: RunInfo) -> bool:
+    """True when the run's config started the backbone from pretrained weights the model has (never for scratch)."""
     model = art.config.get("model", {})
-    return bool(model.get("pretrained") or model.get("weights"))
+    info = _model_info(art)
+    return bool(info and info.pretrained and (model.get("pretrained") or model.get("weights")))
 
 
-def build_card_data(art: RunArtifacts) -> Any:
+def build_card_data(art: RunInfo) -> Any:
     """The card's YAML front matter as `huggingface_hub.ModelCardData`."""
     from huggingface_hub import ModelCardData
 
     dataset = _dataset_id(art)
-    base = BASE_MODELS.get(art.model_name) if _pretrained(art) else None
+    info = _model_info(art)
+    base = info.base_model if info and _started_pretrained(art) else None
     tags = ["chexvision", "chest-x-ray", "medical-imaging", "multi-label-classification", "nih-chestxray14",
             art.model_name, "safetensors"]  # fmt: skip
     if art.dataset.get("source") == "synthetic":
@@ -220,7 +192,7 @@ def build_card_data(art: RunArtifacts) -> Any:
         tags=tags,
         datasets=[dataset] if dataset else None,
         base_model=base,
-        metrics=["roc_auc", "f1"],
+        metrics=list(dict.fromkeys(m.model_index[0] for m in _card_metrics() if m.model_index)),
         eval_results=eval_results(art) or None,
     )
 
@@ -286,14 +258,44 @@ def _recipe_rows(config: Mapping[str, Any], prefix: str = "") -> list[tuple[str,
     return rows
 
 
-def _metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+def _metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per split in metrics.json: the card metrics' values in table order, then the epoch."""
     rows = []
     for key, split in _SPLITS:
         block = metrics.get(key)
         if isinstance(block, Mapping):
-            rows.append({"split": split, **{m: _fmt(block.get(m)) for m, *_ in _METRICS},
-                         "epoch": str(block.get("epoch", "n/a"))})  # fmt: skip
+            cells = [_fmt(block.get(m.key)) for m in _card_metrics()]
+            rows.append({"split": split, "cells": cells, "epoch": str(block.get("epoch", "n/a"))})
     return rows
+
+
+def _threshold_notes() -> list[str]:
+    """One sentence per card metric measured at a threshold: which splits carry it and where it cuts."""
+    notes = []
+    for m in _card_metrics():
+        if m.threshold is not Threshold.NONE:
+            splits = " and ".join(dict(_SPLITS)[s] for s in m.splits)
+            notes.append(f"{m.column}: the abnormal probability cut at {m.threshold.description} ({splits})")
+    return notes
+
+
+def _model_context(art: RunInfo, base_model: str | None) -> dict[str, Any]:
+    """What the card says about the architecture, its size and where its weights started."""
+    model_cfg = art.config.get("model", {})
+    kwargs = model_cfg.get("kwargs") or {}
+    info = _model_info(art)
+    dropout = kwargs.get("drop_rate", info.drop_rate if info else "n/a")
+    architecture = info.description if info else "The `{name}` architecture, ending in a 512-d feature"
+    weights = model_cfg.get("weights")
+    return {
+        "architecture": architecture.format(name=art.model_name, dropout=dropout),
+        "model_kwargs": json.dumps(kwargs, sort_keys=True),
+        "num_params": f"{count_parameters(art.run_dir / WEIGHTS):,}",
+        "base_model": base_model,
+        # the pretrained weights' description, only when this run's config started from them
+        "pretrained": info.pretrained if info and _started_pretrained(art) else None,
+        "weights_file": Path(str(weights)).name if weights and _started_pretrained(art) else None,
+    }
 
 
 def _template() -> Any:
@@ -307,16 +309,12 @@ def _template() -> Any:
     return env.from_string(text)
 
 
-def render_card(art: RunArtifacts, *, repo_id: str, revision: str, plot: str | None = PLOT_FILE) -> str:
+def render_card(art: RunInfo, *, repo_id: str, revision: str, plot: str | None = PLOT_FILE) -> str:
     """The full README.md: YAML front matter from `ModelCardData.to_yaml()`, then the Jinja body."""
-    from chexvision.hub.predict import trained_with_clahe
+    from chexvision.inference.preprocess import trained_with_clahe
 
     card_data = build_card_data(art)
     data = art.config.get("data", {})
-    model_cfg = art.config.get("model", {})
-    kwargs = model_cfg.get("kwargs") or {}
-    dropout = kwargs.get("drop_rate", DEFAULT_DROPOUT.get(art.model_name, "n/a"))
-    architecture = ARCHITECTURES.get(art.model_name, "The `{name}` architecture, ending in a 512-d feature")
     history = art.history
     context = {
         "card_data": card_data.to_yaml(),
@@ -325,15 +323,12 @@ def render_card(art: RunArtifacts, *, repo_id: str, revision: str, plot: str | N
         "revision": revision,
         "run_id": art.run_id,
         "model_name": art.model_name,
-        "architecture": architecture.format(name=art.model_name, dropout=dropout),
-        "model_kwargs": json.dumps(kwargs, sort_keys=True),
-        "num_params": f"{count_parameters(art.run_dir / WEIGHTS_FILE):,}",
-        "base_model": card_data.base_model,
+        **_model_context(art, card_data.base_model),
         "size": data.get("size", "n/a"),
         "mean": data.get("mean", "n/a"),
         "std": data.get("std", "n/a"),
         # the decision `predict` repeats (run.json's record, else the config's mode and the data source)
-        "clahe": trained_with_clahe({"dataset": art.dataset, **art.config}),
+        "clahe": trained_with_clahe(art.config, art.dataset),
         "split_scheme": art.split_scheme,
         "dataset_title": _dataset_title(art),
         "dataset_id": _dataset_id(art),
@@ -347,7 +342,9 @@ def render_card(art: RunArtifacts, *, repo_id: str, revision: str, plot: str | N
         "finished_at": art.run.get("finished_at"),
         "epochs_run": len(history.get("epochs", [])),
         "best_epoch": history.get("best_epoch"),
+        "metric_columns": [m.column for m in _card_metrics()],
         "metric_rows": _metric_rows(art.metrics),
+        "threshold_notes": _threshold_notes(),
         "per_class": _per_class_rows(art.metrics),
         "recipe": _recipe_rows({k: v for k, v in art.config.items() if k != "model"}),
         "plot": plot,

@@ -34,16 +34,18 @@ from typing import Any, Protocol
 
 from chexvision.errors import BadInputError
 from chexvision.files import atomic_write_text, read_json_object, tmp_sibling
-from chexvision.hub.card import (
-    CARD_FILE,
-    PLOT_FILE,
-    WEIGHTS_FILE,
-    RunArtifacts,
-    plot_training_curves,
-    read_run,
-)
+from chexvision.hf import HubClient, RemoteFile
+from chexvision.hub.card import CARD_FILE, PLOT_FILE, plot_training_curves, read_run
 from chexvision.hub.card import render_card as _render_card
-from chexvision.hub.client import HubClient, RemoteFile
+from chexvision.rundir import (
+    CONFIG_JSON,
+    HISTORY_JSON,
+    METRICS_JSON,
+    RUN_JSON,
+    WEIGHTS,
+    RunInfo,
+    safetensors_problem,
+)
 
 __all__ = [
     "PUBLISHED_FILES",
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 REVISIONS_DIR = ".revisions"
 REFS_FILE = "refs.json"
 # Copied from the run dir as they are; run.json (provenance: data set, revision, git sha) when present.
-COPIED_FILES = ("config.json", "history.json", "metrics.json", "run.json", WEIGHTS_FILE)
+COPIED_FILES = (CONFIG_JSON, HISTORY_JSON, METRICS_JSON, RUN_JSON, WEIGHTS)
 PUBLISHED_FILES = (CARD_FILE, *COPIED_FILES, PLOT_FILE)  # never last.ckpt (optimizer state) or train.log
 _KEEP_REMOTE = (".gitattributes",)  # files a Hub repo has that we never delete
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -82,6 +84,15 @@ class PublishResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "files": list(self.files)}
+
+    @property
+    def model_spec(self) -> str:
+        """What `chexvision predict --model` takes for this upload: `owner/name@tag`, or `DIR/<repo>@tag`."""
+        if self.url.startswith("file://"):  # DIR/<repo>/.revisions/<tag> -> DIR/<repo>@<tag>
+            from urllib.parse import unquote, urlparse
+
+            return f"{Path(unquote(urlparse(self.url).path)).parent.parent}@{self.tag}"
+        return f"{self.repo_id}@{self.tag}"
 
 
 @dataclass(frozen=True)
@@ -131,7 +142,7 @@ def _check_repo(repo_id: str) -> str:
     return repo_id
 
 
-def stage_run(art: RunArtifacts, staging: Path, *, repo_id: str, tag: str) -> dict[str, Path]:
+def stage_run(art: RunInfo, staging: Path, *, repo_id: str, tag: str) -> dict[str, Path]:
     """Render the card and the plot into `staging`; return every file to publish (path in repo -> local file)."""
     plot = plot_training_curves(art.history, staging / PLOT_FILE)
     card = _render_card(art, repo_id=repo_id, revision=tag, plot=PLOT_FILE if plot else None)
@@ -333,6 +344,8 @@ def publish_run(
     created (token checked) only when publishing to the Hub. Returns where the run now is.
     """
     art = read_run(Path(run_dir))
+    if problem := safetensors_problem(art.weights):
+        raise BadInputError(f"{art.run_dir}: {problem}", "fetch the run again, or publish another run")
     tag = _check_tag(tag or art.run_id)
     target: _Target
     if hub_dir is not None:

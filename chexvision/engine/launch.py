@@ -1,0 +1,94 @@
+"""Starting a training run from what was asked: the config of a new or continued run, then `fit` in this process.
+
+A new run's config is preset -> `--config` file -> `--set` overrides -> command-line flags. A continued run
+(`--resume`) trains what it started with: its config.json, then `--set` overrides and flags on top (e.g.
+`--set schedule.epochs=80` to extend a finished run). Default preset: `kaggle-t4` when training runs on CUDA,
+else `smoke`. Nothing here imports torch at import time, so `chexvision train --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chexvision.errors import BadInputError
+from chexvision.rundir import CONFIG_JSON
+
+if TYPE_CHECKING:
+    from chexvision.config import TrainConfig
+    from chexvision.engine.state import FitResult, Reporter
+
+__all__ = ["default_preset", "flag_overrides", "resolve_train_config", "run_training"]
+
+
+def default_preset(device: str) -> str:
+    """`kaggle-t4` when `device` (cpu | cuda | auto) resolves to CUDA, else `smoke`."""
+    from chexvision.device import resolve_device
+
+    return "kaggle-t4" if resolve_device(device).type == "cuda" else "smoke"
+
+
+def flag_overrides(
+    model: str, split_scheme: str | None, no_pretrained: bool, weights: Path | None, device: str, strict: bool
+) -> list[str]:
+    """The `key=value` overrides that the train command's own flags stand for (applied after `--set`)."""
+    flags = [f"model.name={json.dumps(model)}", f"device={json.dumps(device)}"]
+    if strict:
+        flags.append("data.strict=true")
+    if split_scheme is not None:
+        flags.append(f"data.split_scheme={json.dumps(split_scheme)}")
+    if no_pretrained:
+        flags.append("model.pretrained=false")
+    if weights is not None:
+        if not weights.is_file():
+            raise BadInputError(f"weights file {weights} not found", "pass an existing .pth/.safetensors file")
+        flags.append(f"model.weights={json.dumps(str(weights))}")
+    return flags
+
+
+def resolve_train_config(
+    *, out: Path, resume: bool, preset: str | None, config: Path | None, overrides: Sequence[str],
+    flags: Sequence[str], model: str, device: str,
+) -> TrainConfig:  # fmt: skip
+    """A new run: preset, file, overrides, flags. A resumed run: its config.json, then overrides and flags."""
+    from chexvision.config import TrainConfig, apply_overrides, load_config
+    from chexvision.files import read_json_object
+
+    saved = out / CONFIG_JSON
+    if resume and saved.is_file():
+        hint = f"fix or delete {saved}, or start a new run with another --out"
+        cfg = TrainConfig.from_dict(read_json_object(saved, hint))
+        if cfg.model.name != model:
+            raise BadInputError(
+                f"{out} is a {cfg.model.name} run, not {model}", f"resume it with --model {cfg.model.name}"
+            )
+        return apply_overrides(cfg, [*overrides, *flags])
+    return load_config(preset or default_preset(device), config, [*overrides, *flags])
+
+
+def run_training(
+    cfg: TrainConfig, data: Path, out: Path, *, resume: bool, time_budget: float | None, run_id: str | None,
+    make_reporter: Callable[[int], Reporter], started: float,
+) -> FitResult | None:  # fmt: skip
+    """`fit` in this process (one of `torchrun`'s, or the only one); the result on rank 0, None on the others.
+
+    `make_reporter(rank)` draws the progress; its `close()` runs however training ends.
+    """
+    from chexvision.engine.distributed import cleanup_distributed, init_distributed
+    from chexvision.engine.train import fit
+
+    if not data.is_dir():
+        raise BadInputError(f"data directory {data} not found", "make one: chexvision data synth --out DIR")
+    dist = init_distributed(cfg.device)
+    reporter = make_reporter(dist.rank)
+    try:
+        result = fit(
+            cfg, data, out, resume=resume, time_budget_hours=time_budget, run_id=run_id,
+            reporter=reporter, dist=dist, started=started,
+        )  # fmt: skip
+    finally:
+        reporter.close()
+        cleanup_distributed()
+    return result if dist.is_main else None
