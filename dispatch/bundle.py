@@ -1,10 +1,9 @@
-"""The source bundle: a deterministic zip of what the kernel needs to run `python -m chexvision train`.
+"""The source bundle: a deterministic zip of a job's `Sources` (an allow-list of folders under one root).
 
 Sorted names, fixed timestamps and permissions: the same tree gives the same bytes and the same sha256. Only the
-`chexvision/` package goes in (never tests, data, caches, .git, .env), and of its package data only the split
-lists the kernel reads: the published shards carry labels and file names, so the 1 MB NIH metadata CSV, the
-train_val list and the BBox list stay home (and the CheXNet lists unless that split scheme is asked for).
-A file that is, or contains, a credential stops the build with the file's name.
+folders the job names go in, never caches, tests, .git or binaries; a folder listed in `Sources.only` ships only
+the named files (package data the kernel reads). A file that is, or contains, a credential stops the build with
+the file's name, and so does a command line or environment value of the job that looks like one.
 """
 
 from __future__ import annotations
@@ -12,20 +11,23 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import subprocess
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dispatch.errors import SecretFoundError
+from dispatch.errors import InvalidJobError, SecretFoundError
+from dispatch.job import JobSpec, Sources
 
-__all__ = ["Bundle", "build_bundle", "bundle_files", "find_secret", "find_secret_in_text", "repo_root"]
-
-PACKAGE = "chexvision"
-RESOURCES = "chexvision/data/resources/"
-# Package data the kernel reads; everything else under resources/ stays home.
-# (`data synth` reads the few-KB NIH statistics, never the 1 MB metadata CSV.)
-ALWAYS_RESOURCES = ("official_test.txt.gz", "nih_synth_stats.json.gz")
-CHEXNET_RESOURCES = ("chexnet_train.txt.gz", "chexnet_val.txt.gz", "chexnet_test.txt.gz")
+__all__ = [
+    "Bundle",
+    "build_bundle",
+    "bundle_files",
+    "check_job_secrets",
+    "find_secret",
+    "find_secret_in_text",
+    "source_git_sha",
+]
 
 _EXCLUDED_DIRS = {"__pycache__", ".git", ".mypy_cache", ".ruff_cache", ".pytest_cache", "tests", "data_cache"}
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".so", ".ckpt", ".safetensors", ".pt", ".parquet", ".egg-info")
@@ -64,13 +66,6 @@ class Bundle:
         return len(self.data)
 
 
-def repo_root() -> Path:
-    """The source tree holding the `chexvision` package that is imported now."""
-    import chexvision
-
-    return Path(chexvision.__file__).resolve().parent.parent
-
-
 def find_secret(path: Path) -> str | None:
     """What kind of secret `path` is or holds, or None."""
     name = path.name
@@ -91,38 +86,54 @@ def find_secret_in_text(text: str) -> str | None:
     return None
 
 
-def _wanted_resource(name: str, split_scheme: str | None) -> bool:
-    return name in ALWAYS_RESOURCES or (split_scheme == "chexnet" and name in CHEXNET_RESOURCES)
-
-
-def bundle_files(root: Path, split_scheme: str | None = None) -> list[str]:
-    """Archive names (posix, relative to `root`) that go into the bundle, sorted. Checks each for secrets."""
-    package = root / PACKAGE
-    if not (package / "__init__.py").is_file():
-        raise FileNotFoundError(f"no {PACKAGE}/ package under {root}")
-    names: list[str] = []
-    for path in sorted(package.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part in _EXCLUDED_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]):
-            continue
-        if not path.is_file() or path.is_symlink():
-            continue
-        what = find_secret(path)
+def check_job_secrets(job: JobSpec) -> None:
+    """Refuse a job whose command lines or environment carry a credential: they travel inside the kernel."""
+    values = [arg for step in job.steps for arg in step.argv] + [f"{k}={v}" for k, v in job.env.items()]
+    for value in values:
+        what = find_secret_in_text(value)
         if what:
-            raise SecretFoundError(rel.as_posix(), what)
-        if path.name.endswith(_EXCLUDED_SUFFIXES):
-            continue
-        posix = rel.as_posix()
-        if posix.startswith(RESOURCES) and not _wanted_resource(path.name, split_scheme):
-            continue
-        names.append(posix)
-    return sorted(names)
+            raise SecretFoundError("the job's command line", what)
 
 
-def build_bundle(root: Path | None = None, split_scheme: str | None = None) -> Bundle:
-    """Zip the kernel's sources deterministically. Raises SecretFoundError naming the file."""
-    root = root or repo_root()
-    names = bundle_files(root, split_scheme)
+def _shipped(posix: str, only: dict[str, tuple[str, ...]]) -> bool:
+    for folder, names in only.items():
+        if posix.startswith(folder.rstrip("/") + "/"):
+            return posix.rsplit("/", 1)[-1] in names
+    return True
+
+
+def _folder_files(root: Path, folder: str) -> list[Path]:
+    base = root / folder
+    if not base.is_dir():
+        raise InvalidJobError(f"no {folder}/ folder under {root} to bundle", "check the job's Sources")
+    return sorted(base.rglob("*"))
+
+
+def bundle_files(sources: Sources) -> list[str]:
+    """Archive names (posix, relative to the root) that go into the bundle, sorted. Checks each for secrets."""
+    root = sources.root
+    only = {k.rstrip("/"): tuple(v) for k, v in sources.only.items()}
+    names: list[str] = []
+    for folder in sources.include:
+        for path in _folder_files(root, folder):
+            rel = path.relative_to(root)
+            if any(part in _EXCLUDED_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]):
+                continue
+            if not path.is_file() or path.is_symlink():
+                continue
+            what = find_secret(path)
+            if what:
+                raise SecretFoundError(rel.as_posix(), what)
+            if path.name.endswith(_EXCLUDED_SUFFIXES) or not _shipped(rel.as_posix(), only):
+                continue
+            names.append(rel.as_posix())
+    return sorted(set(names))
+
+
+def build_bundle(sources: Sources) -> Bundle:
+    """Zip the job's sources deterministically. Raises SecretFoundError naming the file."""
+    root = sources.root
+    names = bundle_files(sources)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in names:
@@ -134,3 +145,22 @@ def build_bundle(root: Path | None = None, split_scheme: str | None = None) -> B
             archive.writestr(info, (root / name).read_bytes(), compresslevel=9)
     data = buffer.getvalue()
     return Bundle(data=data, sha256=hashlib.sha256(data).hexdigest(), files=tuple(names))
+
+
+def source_git_sha(sources: Sources) -> str | None:
+    """The commit the sources come from (`-dirty` when an included folder has changes), or None outside git."""
+    git = ["git", "-C", str(sources.root)]
+    try:
+        sha = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", *sources.include],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha

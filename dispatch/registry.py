@@ -1,4 +1,8 @@
-"""The run registry: SQLite at `$CHEXVISION_HOME/runs.db`, opened explicitly, safe for several processes.
+"""The run registry: SQLite at `<home>/runs.db`, opened explicitly, safe for several processes.
+
+The caller names the home folder (chexvision passes `$CHEXVISION_HOME`, default `~/.chexvision`); dispatch reads no
+environment variable for it. Each backend's remote handle, the caller's summary and metadata and the job's
+description are JSON columns: the registry stores them and never looks inside.
 
 WAL lets a `status --watch` reader and a `fetch` writer work at once; `busy_timeout` makes a writer wait for
 another instead of failing; writes are short `BEGIN IMMEDIATE` transactions. The schema is versioned with
@@ -9,11 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,11 +26,41 @@ from typing import Any
 from dispatch.errors import UnknownRunError
 from dispatch.status import RunStatus
 
-__all__ = ["MIGRATIONS", "Registry", "RunRecord", "chexvision_home", "new_run_id", "utcnow"]
+__all__ = ["DB_NAME", "MIGRATIONS", "Registry", "RunRecord", "utcnow"]
 
+DB_NAME = "runs.db"
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's transaction before failing
 
-MIGRATIONS: list[str] = [
+
+def _backend_handles(conn: sqlite3.Connection) -> None:
+    """3: the backend-specific columns become one JSON handle per run; model/preset become the caller's metadata."""
+    for column in ("handle", "summary", "meta", "job"):
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT NOT NULL DEFAULT '{{}}'")
+    rows = conn.execute(
+        "SELECT run_id, model, preset, kaggle_owner, kaggle_slug, kaggle_version, pid, pid_start, local_dir,"
+        " best_val_auc FROM runs"
+    ).fetchall()
+    for run_id, model, preset, owner, slug, version, pid, pid_start, local_dir, best in rows:
+        # The handle formats of the kaggle and local backends at the time of this migration.
+        handle: dict[str, Any] = {}
+        if owner and slug and version:
+            handle = {"owner": owner, "slug": slug, "version": version}
+        elif pid or local_dir:
+            handle = {"pid": pid, "pid_start": pid_start, "dir": local_dir}
+        summary = {"best_val_auc": best} if best is not None else {}
+        meta = {k: v for k, v in (("model", model), ("preset", preset)) if v is not None}
+        conn.execute(
+            "UPDATE runs SET handle = ?, summary = ?, meta = ? WHERE run_id = ?",
+            (json.dumps(handle), json.dumps(summary), json.dumps(meta), run_id),
+        )
+    conn.execute("ALTER TABLE runs RENAME COLUMN model TO label")
+    for column in ("preset", "kaggle_owner", "kaggle_slug", "kaggle_version", "pid", "pid_start", "local_dir"):
+        conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    conn.execute("ALTER TABLE runs DROP COLUMN best_val_auc")
+
+
+# Append, never edit: a script of `;`-separated statements, or a function for a migration that moves data.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: the runs table
     """
     CREATE TABLE runs (
@@ -66,47 +98,35 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN hub_tag TEXT;
     ALTER TABLE runs ADD COLUMN data_source TEXT;
     """,
+    _backend_handles,
 ]
+_JSON_COLUMNS = {"command": list, "handle": dict, "summary": dict, "meta": dict, "job": dict, "data_source": dict}
 
 
 def utcnow() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def chexvision_home() -> Path:
-    return Path(os.environ.get("CHEXVISION_HOME") or Path.home() / ".chexvision")
-
-
-def new_run_id(model: str, now: datetime | None = None) -> str:
-    """`densenet-20261126-0912-3fa1`: readable, sortable by time, unique enough with 16 random bits."""
-    now = now or datetime.now(UTC)
-    return f"{model}-{now:%Y%m%d-%H%M}-{secrets.token_hex(2)}"
-
-
 @dataclass
 class RunRecord:
-    """One row of the registry. `command` is the train command line the kernel runs."""
+    """One row of the registry."""
 
     run_id: str
     backend: str
-    model: str
+    label: str  # the job's display name
     status: RunStatus = RunStatus.SUBMITTING
-    preset: str | None = None
     failure_reason: str | None = None
-    command: list[str] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)  # the job's main command line (placeholders kept)
     git_sha: str | None = None
     bundle_sha256: str | None = None
     bundle_size: int | None = None
     parent_run_id: str | None = None
-    kaggle_owner: str | None = None
-    kaggle_slug: str | None = None
-    kaggle_version: int | None = None
-    pid: int | None = None
-    pid_start: str | None = None
-    local_dir: str | None = None
-    output_dir: str | None = None
-    best_val_auc: float | None = None
-    data_source: str | None = None
+    handle: dict[str, Any] = field(default_factory=dict)  # the backend's own, e.g. Kaggle's owner/slug/version
+    output_dir: str | None = None  # where fetch put the outputs on this machine
+    summary: dict[str, Any] = field(default_factory=dict)  # what the caller reads from the outputs (a metric)
+    meta: dict[str, Any] = field(default_factory=dict)  # the caller's key-values from the JobSpec
+    job: dict[str, Any] = field(default_factory=dict)  # JobSpec.describe(): steps, data, outputs, resources
+    data_source: dict[str, Any] = field(default_factory=dict)  # the job's DataSource
     hub_repo: str | None = None
     hub_revision: str | None = None
     hub_commit: str | None = None
@@ -116,17 +136,9 @@ class RunRecord:
     started_at: str | None = None
     finished_at: str | None = None
 
-    @property
-    def kaggle_handle(self) -> str | None:
-        """`owner/slug/N`: every Kaggle status/logs/output call is pinned to this version."""
-        if not (self.kaggle_owner and self.kaggle_slug and self.kaggle_version):
-            return None
-        return f"{self.kaggle_owner}/{self.kaggle_slug}/{self.kaggle_version}"
-
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["status"] = str(self.status)
-        data["kaggle_handle"] = self.kaggle_handle
         return data
 
     @classmethod
@@ -134,8 +146,19 @@ class RunRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: row[k] for k in row.keys() if k in known}  # noqa: SIM118 (sqlite3.Row)
         values["status"] = RunStatus(values["status"])
-        values["command"] = json.loads(values.get("command") or "[]")
+        for name, kind in _JSON_COLUMNS.items():
+            decoded = json.loads(values.get(name) or "null")
+            values[name] = decoded if isinstance(decoded, kind) else kind()
         return cls(**values)
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    out = dict(fields)
+    for name in _JSON_COLUMNS.keys() & out.keys():
+        out[name] = json.dumps(out[name] if out[name] is not None else _JSON_COLUMNS[name]())
+    if "status" in out:
+        out["status"] = str(RunStatus(out["status"]))
+    return out
 
 
 _COLUMNS = [f.name for f in dataclasses.fields(RunRecord)]
@@ -149,8 +172,8 @@ class Registry:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path | None = None) -> Registry:
-        path = path or chexvision_home() / "runs.db"
+    def open(cls, path: Path) -> Registry:
+        """Open (creating and migrating) the database file `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so a writer takes the lock up front.
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -161,6 +184,11 @@ class Registry:
         registry = cls(conn, path)
         registry._migrate()
         return registry
+
+    @classmethod
+    def at(cls, home: Path) -> Registry:
+        """The registry of the home folder `home` (`<home>/runs.db`)."""
+        return cls.open(home / DB_NAME)
 
     def close(self) -> None:
         self._conn.close()
@@ -193,13 +221,15 @@ class Registry:
         with self._write() as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])  # re-read under the lock
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    conn.execute(statement)
+                if callable(script):
+                    script(conn)
+                else:
+                    for statement in filter(str.strip, script.split(";")):
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
 
     def add(self, record: RunRecord) -> RunRecord:
-        data = record.to_json()
-        data["command"] = json.dumps(record.command)
+        data = _encode(dataclasses.asdict(record))
         values = [data[c] for c in _COLUMNS]
         placeholders = ", ".join("?" for _ in _COLUMNS)
         with self._write() as conn:
@@ -221,11 +251,7 @@ class Registry:
         unknown = set(fields) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown registry columns: {sorted(unknown)}")
-        fields["updated_at"] = utcnow()
-        if "status" in fields:
-            fields["status"] = str(RunStatus(fields["status"]))
-        if "command" in fields:
-            fields["command"] = json.dumps(fields["command"])
+        fields = _encode({**fields, "updated_at": utcnow()})
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self._write() as conn:
             cur = conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", [*fields.values(), run_id])

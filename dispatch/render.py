@@ -1,4 +1,5 @@
-"""Render the kernel folder (script + kernel-metadata.json) from the Jinja templates in `kernels/`.
+"""Render kernel files from the Jinja templates in `kernels/`: the job script every backend runs, plus whatever a
+backend adds (Kaggle: kernel-metadata.json, rendered by the Kaggle backend with `render_template`).
 
 StrictUndefined: a missing variable is an error, never an empty string. Python values enter the script through
 the `py` filter (repr of plain data), JSON values through `tojson` — never string concatenation.
@@ -7,6 +8,7 @@ the `py` filter (repr of plain data), JSON values through `tojson` — never str
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,67 +17,38 @@ from typing import Any
 
 import jinja2
 
+from dispatch.bundle import Bundle
+from dispatch.job import JobSpec
+
 __all__ = [
-    "KAGGLE_SOURCE_LIMIT",
-    "KernelSpec",
-    "MetadataSpec",
+    "SCRIPT_NAME",
     "RenderedKernel",
-    "render_kernel",
-    "render_metadata",
     "render_script",
     "render_template",
+    "script_variables",
     "templates_dir",
+    "write_script",
 ]
 
-KAGGLE_SOURCE_LIMIT = 1_000_000  # bytes; Kaggle refuses larger kernel sources
-SCRIPT_NAME = "train.py"
-METADATA_NAME = "kernel-metadata.json"
-
-
-@dataclass(frozen=True)
-class KernelSpec:
-    """Variables of train.py.j2 (documented in kernels/README.md)."""
-
-    run_id: str
-    model: str
-    bundle: bytes
-    bundle_sha256: str
-    data: dict[str, Any]  # {"kind": "hf"|"synthetic"|"kaggle"|"dir", ...}
-    preset: str | None = None
-    overrides: tuple[str, ...] = ()
-    time_budget: float | None = None
-    split_scheme: str | None = None
-    resume_source: str | None = None  # input folder name holding the parent run's output
-    git_sha: str | None = None
-
-
-@dataclass(frozen=True)
-class MetadataSpec:
-    """Variables of kernel-metadata.json.j2."""
-
-    kernel_id: str  # owner/slug
-    title: str
-    machine_shape: str
-    dataset_sources: list[str] = field(default_factory=list)
-    kernel_sources: list[str] = field(default_factory=list)
-    code_file: str = SCRIPT_NAME
+SCRIPT_NAME = "train.py"  # the script's file name in the kernel folder (Kaggle's `code_file`)
+TEMPLATE = "train.py.j2"
 
 
 @dataclass(frozen=True)
 class RenderedKernel:
     folder: Path
     script: Path
-    metadata: Path
     script_size: int
+    extra: tuple[Path, ...] = field(default_factory=tuple)  # backend files written beside it (kernel-metadata.json)
 
 
 def templates_dir() -> Path:
     """Installed wheel: dispatch/kernels (force-included); source checkout: the repo's kernels/."""
     packaged = Path(__file__).resolve().parent / "kernels"
-    if (packaged / "train.py.j2").is_file():
+    if (packaged / TEMPLATE).is_file():
         return packaged
     repo = Path(__file__).resolve().parent.parent / "kernels"
-    if (repo / "train.py.j2").is_file():
+    if (repo / TEMPLATE).is_file():
         return repo
     raise FileNotFoundError(f"kernel templates not found in {packaged} or {repo}")
 
@@ -121,43 +94,35 @@ def render_template(name: str, variables: dict[str, Any], folder: Path | None = 
     return _environment(str(folder or templates_dir())).get_template(name).render(**variables)
 
 
-def render_script(spec: KernelSpec, folder: Path | None = None) -> str:
-    b64 = base64.encodebytes(spec.bundle).decode("ascii").strip()
-    variables = {
-        "run_id": spec.run_id,
-        "model": spec.model,
-        "preset": spec.preset,
-        "overrides": list(spec.overrides),
-        "time_budget": spec.time_budget,
-        "split_scheme": spec.split_scheme,
-        "resume_source": spec.resume_source,
-        "data": spec.data,
-        "git_sha": spec.git_sha,
-        "bundle_sha256": spec.bundle_sha256,
-        "bundle_b64": b64,
+def script_variables(
+    job: JobSpec, bundle: Bundle, *, git_sha: str | None, resume_source: str | None = None
+) -> dict[str, Any]:
+    """The variables of train.py.j2 (documented in kernels/README.md)."""
+    return {
+        "run_id": job.run_id,
+        "label": job.label,
+        "steps": [dataclasses.asdict(step) for step in job.steps],
+        "data": {"kind": job.data.kind, "reference": job.data.reference, "details": dict(job.data.details)},
+        "status_file": job.outputs.status_file,
+        "incomplete_reason": job.outputs.incomplete_reason,
+        "time_budget": job.resources.time_budget_hours,
+        "env": dict(job.env),
+        "requirements": [dataclasses.astuple(r) for r in job.requirements],
+        "probes": [list(p) for p in job.probes],
+        "resume_source": resume_source,
+        "git_sha": git_sha,
+        "bundle_sha256": bundle.sha256,
+        "bundle_b64": base64.encodebytes(bundle.data).decode("ascii").strip(),
     }
-    return render_template("train.py.j2", variables, folder)
 
 
-def render_metadata(spec: MetadataSpec, folder: Path | None = None) -> dict[str, Any]:
-    variables = {
-        "kernel_id": spec.kernel_id,
-        "title": spec.title,
-        "code_file": spec.code_file,
-        "machine_shape": spec.machine_shape,
-        "dataset_sources": spec.dataset_sources,
-        "kernel_sources": spec.kernel_sources,
-    }
-    text = render_template("kernel-metadata.json.j2", variables, folder)
-    data: dict[str, Any] = json.loads(text)
-    return data
+def render_script(variables: dict[str, Any], folder: Path | None = None) -> str:
+    return render_template(TEMPLATE, variables, folder)
 
 
-def render_kernel(out: Path, kernel: KernelSpec, metadata: MetadataSpec) -> RenderedKernel:
-    """Write `out/train.py` and `out/kernel-metadata.json`. Size is checked by the caller (pre-flight)."""
+def write_script(out: Path, variables: dict[str, Any]) -> RenderedKernel:
+    """Write `out/train.py`. Size is checked by the caller (pre-flight)."""
     out.mkdir(parents=True, exist_ok=True)
-    script = out / metadata.code_file
-    script.write_text(render_script(kernel), encoding="utf-8")
-    meta_path = out / METADATA_NAME
-    meta_path.write_text(json.dumps(render_metadata(metadata), indent=2) + "\n", encoding="utf-8")
-    return RenderedKernel(folder=out, script=script, metadata=meta_path, script_size=script.stat().st_size)
+    script = out / SCRIPT_NAME
+    script.write_text(render_script(variables), encoding="utf-8")
+    return RenderedKernel(folder=out, script=script, script_size=script.stat().st_size)

@@ -1,12 +1,12 @@
-"""Follow dispatched runs: list and refresh them from their backend, read logs, watch, cancel, record publication.
+"""Follow dispatched runs: list and refresh them from their backend, read logs, watch, cancel, record results.
 
-Functions return data and raise typed errors; nothing here prints. Each opens the registry for the call only.
-The CLI imports these through `dispatch.runs`.
+Functions return data and raise typed errors; nothing here prints. Each opens the registry of `home` for the call
+only. A caller that wants a summary of a run's outputs while it runs (a metric from a history file) passes
+`summarize`: it is called on the output folder of backends with live outputs, and its result stored in `summary`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,78 +17,88 @@ from dispatch.registry import Registry, RunRecord, utcnow
 from dispatch.status import RunStatus
 
 __all__ = [
-    "best_val_auc",
+    "Summarize",
     "cancel_run",
+    "describe_handle",
     "follow_logs",
     "get_run",
     "list_runs",
     "record_publication",
     "run_logs",
+    "set_summary",
     "wait_for_runs",
     "watch_run",
 ]
 
-
-def best_val_auc(run_dir: Path) -> float | None:
-    """`best_val_macro_auc` from a run directory's history.json, or None while there is none."""
-    try:
-        value = json.loads((run_dir / "history.json").read_text()).get("best_val_macro_auc")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) else None
+Summarize = Callable[[Path], dict[str, Any] | None]
 
 
-def _refresh(record: RunRecord, backends: dict[str, Backend]) -> RunRecord:
+def _refresh(home: Path, record: RunRecord, backends: dict[str, Backend], summarize: Summarize | None) -> RunRecord:
     if record.status.is_terminal() or record.status == RunStatus.SUBMITTING:
         return record
-    if record.backend not in backends:  # one backend (and Kaggle client) per call, shared by every run
-        backends[record.backend] = get_backend(record.backend)
-    state = backends[record.backend].poll(record)
+    if record.backend not in backends:  # one backend (and client) per call, shared by every run
+        backends[record.backend] = get_backend(record.backend, home)
+    backend = backends[record.backend]
+    state = backend.poll(record)
     updates: dict[str, Any] = {}
     if state.status != record.status or state.reason != record.failure_reason:
         updates.update(status=state.status, failure_reason=state.reason)
         if state.status.is_terminal():
             updates["finished_at"] = utcnow()
-    if record.local_dir:
-        best = best_val_auc(Path(record.local_dir) / "working")
-        if best is not None and best != record.best_val_auc:
-            updates["best_val_auc"] = best
+    live = backend.live_output(record) if summarize else None
+    if summarize and live is not None and live.is_dir():
+        summary = summarize(live)
+        if summary is not None and summary != record.summary:
+            updates["summary"] = summary
     if not updates:
         return record
-    with Registry.open() as reg:
+    with Registry.at(home) as reg:
         return reg.update(record.run_id, **updates)
 
 
-def list_runs(refresh: bool = True, limit: int | None = 50) -> list[RunRecord]:
+def list_runs(
+    home: Path, *, refresh: bool = True, limit: int | None = 50, summarize: Summarize | None = None
+) -> list[RunRecord]:
     """The newest runs first; with `refresh`, each unfinished run's status is asked of its backend."""
-    with Registry.open() as reg:
+    with Registry.at(home) as reg:
         records = reg.list(limit)
     if not refresh:
         return records
     backends: dict[str, Backend] = {}
-    return [_refresh(r, backends) for r in records]
+    return [_refresh(home, r, backends, summarize) for r in records]
 
 
-def get_run(run_id: str, refresh: bool = True) -> RunRecord:
-    with Registry.open() as reg:
+def get_run(home: Path, run_id: str, *, refresh: bool = True, summarize: Summarize | None = None) -> RunRecord:
+    with Registry.at(home) as reg:
         record = reg.get(run_id)
-    return _refresh(record, {}) if refresh else record
+    return _refresh(home, record, {}, summarize) if refresh else record
 
 
-def run_logs(run_id: str) -> str:
+def describe_handle(home: Path, record: RunRecord) -> str:
+    """The run's backend handle in one string for people (`owner/slug/N`, a folder), '-' when there is none."""
+    return get_backend(record.backend, home).describe(record.handle)
+
+
+def run_logs(home: Path, run_id: str) -> str:
     """The run's log so far ('' before the backend has one)."""
-    record = get_run(run_id, refresh=False)
-    if record.status == RunStatus.SUBMITTING or (record.backend == "kaggle" and not record.kaggle_handle):
+    record = get_run(home, run_id, refresh=False)
+    if record.status == RunStatus.SUBMITTING:
         return ""
-    return get_backend(record.backend).logs(record)
+    return get_backend(record.backend, home).logs(record)
 
 
 def watch_run(
-    run_id: str, *, interval: float = 2.0, max_interval: float = 60.0, sleep: Callable[[float], None] = time.sleep
+    home: Path,
+    run_id: str,
+    *,
+    interval: float = 2.0,
+    max_interval: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    summarize: Summarize | None = None,
 ) -> Iterator[RunRecord]:
     """Yield the run's record until it ends, polling with exponential backoff (interval x1.5, capped)."""
     while True:
-        record = get_run(run_id)
+        record = get_run(home, run_id, summarize=summarize)
         yield record
         if record.status.is_terminal():
             return
@@ -97,22 +107,29 @@ def watch_run(
 
 
 def wait_for_runs(
-    *, interval: float = 2.0, max_interval: float = 60.0, sleep: Callable[[float], None] = time.sleep
+    home: Path,
+    *,
+    interval: float = 2.0,
+    max_interval: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    summarize: Summarize | None = None,
 ) -> list[RunRecord]:
     """`list_runs()` once none of them is still going, polling with the same backoff as `watch_run`."""
-    records = list_runs()
+    records = list_runs(home, summarize=summarize)
     while any(not r.status.is_terminal() for r in records):
         sleep(interval)
         interval = min(interval * 1.5, max_interval)
-        records = list_runs()
+        records = list_runs(home, summarize=summarize)
     return records
 
 
-def follow_logs(run_id: str, *, interval: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
+def follow_logs(
+    home: Path, run_id: str, *, interval: float = 2.0, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[str]:
     """Yield new log text until the run ends."""
     seen = 0
-    for record in watch_run(run_id, interval=interval, max_interval=15.0, sleep=sleep):
-        text = run_logs(run_id)
+    for record in watch_run(home, run_id, interval=interval, max_interval=15.0, sleep=sleep):
+        text = run_logs(home, run_id)
         if len(text) > seen:
             yield text[seen:]
             seen = len(text)
@@ -120,17 +137,23 @@ def follow_logs(run_id: str, *, interval: float = 2.0, sleep: Callable[[float], 
             return
 
 
-def cancel_run(run_id: str) -> RunRecord:
+def cancel_run(home: Path, run_id: str) -> RunRecord:
     """Stop the run on its backend and record it cancelled; an ended run is returned unchanged."""
-    record = get_run(run_id)
+    record = get_run(home, run_id)
     if record.status.is_terminal():
         return record
-    state = get_backend(record.backend).cancel(record)
-    with Registry.open() as reg:
+    state = get_backend(record.backend, home).cancel(record)
+    with Registry.at(home) as reg:
         return reg.update(run_id, status=state.status, failure_reason=state.reason, finished_at=utcnow())
 
 
-def record_publication(run_id: str, *, repo: str, revision: str | None, commit: str, tag: str) -> RunRecord:
+def set_summary(home: Path, run_id: str, summary: dict[str, Any]) -> RunRecord:
+    """Store what the caller read from the run's outputs (shown by `status`)."""
+    with Registry.at(home) as reg:
+        return reg.update(run_id, summary=summary)
+
+
+def record_publication(home: Path, run_id: str, *, repo: str, revision: str | None, commit: str, tag: str) -> RunRecord:
     """Remember where a fetched run was published (repo, commit and the tag named after the run)."""
-    with Registry.open() as reg:
+    with Registry.at(home) as reg:
         return reg.update(run_id, hub_repo=repo, hub_revision=revision, hub_commit=commit, hub_tag=tag)

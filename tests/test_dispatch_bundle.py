@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import dispatch.runs as runs
+from chexvision import remote as runs
 from chexvision.cli.main import app
-from dispatch.bundle import build_bundle, bundle_files, repo_root
-from dispatch.errors import SecretFoundError
+from chexvision.remote import job_sources as sources
+from chexvision.remote import repo_root
+from dispatch.bundle import build_bundle, bundle_files
+from dispatch.errors import InvalidJobError, SecretFoundError
+from dispatch.job import Sources
 
 
 @pytest.fixture
@@ -30,16 +33,16 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_same_tree_same_sha(tree: Path) -> None:
-    first = build_bundle(tree)
+    first = build_bundle(sources(tree))
     for path in tree.rglob("*.py"):
         os.utime(path, (1_000_000_000, 1_000_000_000))  # timestamps must not matter
-    second = build_bundle(tree)
+    second = build_bundle(sources(tree))
     assert first.sha256 == second.sha256 and first.data == second.data
     assert list(first.files) == sorted(first.files)
 
 
 def test_real_bundle_holds_only_what_the_kernel_needs() -> None:
-    bundle = build_bundle()
+    bundle = build_bundle(sources(repo_root()))
     names = set(zipfile.ZipFile(io.BytesIO(bundle.data)).namelist())
     assert "chexvision/__main__.py" in names and "chexvision/cli/main.py" in names
     assert "chexvision/data/resources/official_test.txt.gz" in names
@@ -54,7 +57,7 @@ def test_real_bundle_holds_only_what_the_kernel_needs() -> None:
 
 
 def test_chexnet_lists_only_for_the_chexnet_scheme() -> None:
-    names = bundle_files(repo_root(), split_scheme="chexnet")
+    names = bundle_files(sources(repo_root(), split_scheme="chexnet"))
     assert "chexvision/data/resources/chexnet_train.txt.gz" in names
     assert "chexvision/data/resources/Data_Entry_2017_v2020.csv.gz" not in names
     assert "chexvision/data/resources/official_train_val.txt.gz" not in names
@@ -65,7 +68,7 @@ def test_caches_and_binaries_excluded(tree: Path) -> None:
     (tree / "chexvision" / "__pycache__").mkdir(exist_ok=True)
     (tree / "chexvision" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
     (tree / "chexvision" / "weights.safetensors").write_bytes(b"\0")
-    names = bundle_files(tree)
+    names = bundle_files(sources(tree))
     assert not any("__pycache__" in n or n.endswith(".safetensors") for n in names)
 
 
@@ -82,7 +85,7 @@ def test_caches_and_binaries_excluded(tree: Path) -> None:
 def test_secret_refused_naming_the_file(tree: Path, name: str, content: str, what: str) -> None:
     (tree / "chexvision" / "data" / name).write_text(content)
     with pytest.raises(SecretFoundError) as info:
-        build_bundle(tree)
+        build_bundle(sources(tree))
     assert info.value.path == f"chexvision/data/{name}" and info.value.what == what
 
 
@@ -95,3 +98,24 @@ def test_secret_refusal_exits_2_from_the_cli(tree: Path, monkeypatch: pytest.Mon
     )
     assert out.exit_code == 2
     assert "refusing to bundle chexvision/kaggle.json" in out.stderr
+
+
+def test_only_the_named_folders_go_in(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "data").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1")
+    (tmp_path / "pkg" / "data" / "keep.txt").write_text("k")
+    (tmp_path / "pkg" / "data" / "drop.txt").write_text("d")
+    (tmp_path / "other.py").write_text("y = 2")
+    names = bundle_files(Sources(root=tmp_path, include=("pkg",), only={"pkg/data": ("keep.txt",)}))
+    assert names == ["pkg/a.py", "pkg/data/keep.txt"]
+    with pytest.raises(InvalidJobError, match="no missing/ folder"):
+        bundle_files(Sources(root=tmp_path, include=("missing",)))
+
+
+def test_a_secret_in_a_command_line_is_refused(tmp_path: Path) -> None:
+    from dispatch.bundle import check_job_secrets
+    from dispatch.job import JobSpec, Step
+
+    job = JobSpec("r", "x", Sources(tmp_path, ()), (Step("s", ("run", "--token", "hf_" + "b" * 34)),))
+    with pytest.raises(SecretFoundError, match="Hugging Face token"):
+        check_job_secrets(job)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from typer.testing import CliRunner
 
 from chexvision.cli.main import app
+from chexvision.remote import home
 from dispatch.registry import Registry, RunRecord
 from dispatch.status import RunStatus
 
@@ -15,8 +17,9 @@ runner = CliRunner()
 
 
 def _add(run_id: str, status: RunStatus, reason: str | None = None) -> None:
-    with Registry.open() as reg:
-        reg.add(RunRecord(run_id=run_id, backend="local", model="densenet", status=status, failure_reason=reason))
+    with Registry.at(home()) as reg:
+        record = RunRecord(run_id=run_id, backend="local", label="densenet", status=status, failure_reason=reason)
+        reg.add(dataclasses.replace(record, meta={"model": "densenet"}))
 
 
 def test_status_empty_is_ok() -> None:
@@ -84,9 +87,33 @@ def test_bad_request_is_refused_before_anything_runs(args: list[str], message: s
     assert json.loads(runner.invoke(app, ["status", "--json"]).stdout) == []
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_size=abc", "config key 'data.batch_size'"),
+        ("data.batch_sise=8", "unknown config key 'data.batch_sise'"),
+        ("optim.lr", "is not key=value"),
+    ],
+)
+def test_every_override_is_checked_against_the_schema_before_bundling(override: str, message: str) -> None:
+    out = runner.invoke(app, ["dispatch", "train", "--model", "densenet", "--backend", "local", "--set", override])
+    assert out.exit_code == 2 and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1  # one line, no traceback
+    assert not (home() / "kernels").exists() and runner.invoke(app, ["status", "--json"]).stdout.strip() == "[]"
+
+
+def test_status_json_shows_the_chexvision_view() -> None:
+    _add("densenet-20260101-0000-cccc", RunStatus.COMPLETE)
+    with Registry.at(home()) as reg:
+        reg.update("densenet-20260101-0000-cccc", summary={"best_val_auc": 0.875}, handle={"dir": "/x"})
+    [data] = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+    assert data["model"] == "densenet" and data["best_val_auc"] == 0.875 and data["location"] == "/x"
+    assert "0.8750" in runner.invoke(app, ["status"], env={"COLUMNS": "200"}).stdout
+
+
 def test_data_sources() -> None:
     from chexvision.data.download import REPO_ID, REVISION
-    from dispatch.runs import parse_data_source
+    from chexvision.remote import parse_data_source
 
     assert parse_data_source(None, "kaggle") == {"kind": "hf", "repo_id": REPO_ID, "revision": REVISION}
     assert parse_data_source("hf:me/xray", "kaggle")["revision"] == "main"  # never another repo's pinned sha
@@ -100,12 +127,14 @@ def test_fetch_refuses_a_running_run() -> None:
     assert out.exit_code == 2 and "still submitting" in out.stderr
 
 
-def test_names_match_the_library() -> None:
-    """dispatch repeats these names so that it never imports torch or pandas; they must not drift."""
+def test_names_come_from_the_library() -> None:
+    """Dispatch validates against the model registry and the config's split schemes: no copies that could drift."""
+    from chexvision import remote
     from chexvision.data.splits import SPLIT_SCHEMES
+    from chexvision.errors import UnknownName
     from chexvision.models import list_models
-    from dispatch.runs import MODELS
-    from dispatch.runs import SPLIT_SCHEMES as DISPATCH_SCHEMES
 
-    assert sorted(MODELS) == sorted(list_models())
-    assert sorted(DISPATCH_SCHEMES) == sorted(SPLIT_SCHEMES)
+    assert remote.SPLIT_SCHEMES is SPLIT_SCHEMES
+    with pytest.raises(UnknownName) as err:
+        remote.validate_request(remote.TrainRequest(model="vgg"))
+    assert sorted(err.value.valid) == sorted(list_models())

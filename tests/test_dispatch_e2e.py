@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import dispatch.runs as runs
+from chexvision import remote as runs
 from chexvision.cli.main import app
+from chexvision.rundir import verify_run_dir
 from dispatch.status import RunStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_local_smoke_run_fetches_a_valid_run_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHEXVISION_KERNEL_SKIP_TORCH_PROBE", "1")
+    monkeypatch.setenv("DISPATCH_KERNEL_SKIP_PROBES", "1")
     out = CliRunner().invoke(
         app,
         [
@@ -51,7 +52,7 @@ def test_local_smoke_run_fetches_a_valid_run_dir(monkeypatch: pytest.MonkeyPatch
     fetched = CliRunner().invoke(app, ["fetch", "--run", run_id, "--no-publish"])
     assert fetched.exit_code == 0, fetched.output
     run_dir = Path(fetched.stdout.strip().splitlines()[-1])
-    assert runs.verify_run_dir(run_dir) == []  # last.ckpt and train.log present too
+    assert verify_run_dir(run_dir) == []  # last.ckpt and train.log present too
     assert runs.get_run(run_id).output_dir == str(run_dir.resolve())
 
 
@@ -86,10 +87,12 @@ def test_templates_render_from_a_built_wheel(tmp_path: Path) -> None:
         "import dispatch.render as r; from pathlib import Path;"
         "assert Path(r.__file__).is_relative_to(sys.argv[1]), r.__file__;"
         "assert r.templates_dir() == Path(sys.argv[1]).resolve() / 'dispatch' / 'kernels', r.templates_dir();"
-        "s = r.KernelSpec(run_id='densenet-x', model='densenet', bundle=b'z', bundle_sha256='0', data={'kind': 'hf'});"
-        "assert 'densenet-x' in r.render_script(s);"
-        "m = r.MetadataSpec(kernel_id='a/chexvision-x', title='chexvision x', machine_shape='NvidiaTeslaT4');"
-        "assert r.render_metadata(m)['is_private'] is True; print('ok')"
+        "from dispatch.job import JobSpec, Sources, Step; from dispatch.bundle import Bundle;"
+        "j = JobSpec('densenet-x', 'densenet', Sources(Path('.'), ()), (Step('train', ('{python}', '-V')),));"
+        "assert 'densenet-x' in r.render_script(r.script_variables(j, Bundle(b'z', '0', ()), git_sha=None));"
+        "from dispatch.backends.kaggle.metadata import MetadataSpec, render_metadata;"
+        "m = MetadataSpec(kernel_id='a/chexvision-x', title='chexvision x', machine_shape='NvidiaTeslaT4');"
+        "assert render_metadata(m)['is_private'] is True; print('ok')"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, str(site)], capture_output=True, text=True, timeout=120, cwd=tmp_path

@@ -1,36 +1,48 @@
-"""The Kaggle backend against a fake at the client boundary (dispatch/backends/kaggle_client.KaggleClient).
+"""The Kaggle backend against a fake at the client boundary (dispatch/backends/kaggle/client.KaggleClient).
 
 Everything above the fake is real: request objects are the official kagglesdk ones, as the real client sends them.
+The fake and its fixtures (`fake_kaggle`, `kaggle_dispatch`) come from the tests/fakes/kaggle.py plugin.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
-from kaggle_fake import FakeKaggle, dispatch, http_error, install_fake, output_body
 from kagglesdk.kernels.types.kernels_enums import KernelWorkerStatus
 from slugify import slugify
 from typer.testing import CliRunner
 
-import dispatch.backends.kaggle as kaggle_backend
-import dispatch.runs as runs
+import dispatch.backends.kaggle.backend as kaggle_backend
+from chexvision import remote as runs
 from chexvision.cli.main import app
+from dispatch.backends.kaggle.metadata import validate_metadata
 from dispatch.registry import Registry
 from dispatch.status import KAGGLE_STATUS_MAP, RunStatus
 
+if TYPE_CHECKING:
+    from fakes.kaggle import FakeKaggle
+
+Dispatch = Callable[..., runs.DispatchResult]
+
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
-    return install_fake(monkeypatch, tmp_path)
+def fake(fake_kaggle: FakeKaggle) -> FakeKaggle:
+    return fake_kaggle
 
 
-def test_push_request_fields(fake: FakeKaggle) -> None:
+@pytest.fixture
+def dispatch(kaggle_dispatch: Dispatch) -> Dispatch:
+    return kaggle_dispatch
+
+
+def test_push_request_fields(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch(data="kaggle:nih-chest-xrays/data")
     [push] = fake.requests_named("save_kernel")
     owner, slug = push.slug.split("/")
@@ -44,14 +56,14 @@ def test_push_request_fields(fake: FakeKaggle) -> None:
     assert f"RUN_ID = {result.run_id!r}" in push.text and "BUNDLE_B64" in push.text
     assert "TIME_BUDGET_HOURS = 11.0" in push.text  # stops cleanly before Kaggle's 12 h limit unless told otherwise
     assert result.handle == f"alice/{slug}/1" and result.status == RunStatus.QUEUED
-    with Registry.open() as reg:
+    with Registry.at(runs.home()) as reg:
         record = reg.get(result.run_id)
-    assert (record.kaggle_owner, record.kaggle_slug, record.kaggle_version) == ("alice", slug, 1)
+    assert record.handle == {"owner": "alice", "slug": slug, "version": 1}
     assert record.bundle_sha256 == result.bundle_sha256
     assert record.command[record.command.index("--time-budget") + 1] == "11.0"
 
 
-def test_default_data_is_pinned_hf_dataset(fake: FakeKaggle) -> None:
+def test_default_data_is_pinned_hf_dataset(fake: FakeKaggle, dispatch: Dispatch) -> None:
     from chexvision.data.download import REPO_ID, REVISION
 
     dispatch()
@@ -61,7 +73,7 @@ def test_default_data_is_pinned_hf_dataset(fake: FakeKaggle) -> None:
 
 
 @pytest.mark.parametrize("member", list(KernelWorkerStatus), ids=lambda m: m.name)
-def test_every_kaggle_status_maps(fake: FakeKaggle, member: KernelWorkerStatus) -> None:
+def test_every_kaggle_status_maps(fake: FakeKaggle, member: KernelWorkerStatus, dispatch: Dispatch) -> None:
     assert member.name in KAGGLE_STATUS_MAP
     result = dispatch()
     fake.status = member
@@ -75,7 +87,7 @@ def test_every_kaggle_status_maps(fake: FakeKaggle, member: KernelWorkerStatus) 
     )
 
 
-def test_failure_message_becomes_reason(fake: FakeKaggle) -> None:
+def test_failure_message_becomes_reason(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch()
     fake.status, fake.failure_message = KernelWorkerStatus.ERROR, "train failed with exit code 1: CUDA OOM"
     out = CliRunner().invoke(app, ["status", result.run_id, "--json"])
@@ -85,7 +97,7 @@ def test_failure_message_becomes_reason(fake: FakeKaggle) -> None:
     assert data["backend"] == "kaggle" and data["model"] == "densenet"
 
 
-def test_error_without_message_reads_the_kernel_marker(fake: FakeKaggle) -> None:
+def test_error_without_message_reads_the_kernel_marker(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch()
     fake.status = KernelWorkerStatus.ERROR
     fake.pages[-1].append("chexvision-status.json")
@@ -94,7 +106,7 @@ def test_error_without_message_reads_the_kernel_marker(fake: FakeKaggle) -> None
     assert record.failure_reason == "data download failed with exit code 1: 404"
 
 
-def test_complete_at_the_time_budget_says_how_to_continue(fake: FakeKaggle) -> None:
+def test_complete_at_the_time_budget_says_how_to_continue(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch()
     fake.status = KernelWorkerStatus.COMPLETE
     fake.marker = {"status": "complete", "reason": "stopped at the time budget; continue with --resume-from x"}
@@ -103,14 +115,16 @@ def test_complete_at_the_time_budget_says_how_to_continue(fake: FakeKaggle) -> N
     assert record.status == RunStatus.COMPLETE and "time budget" in (record.failure_reason or "")
 
 
-def test_output_download_across_pages_pinned_and_resumable(fake: FakeKaggle, tmp_path: Path) -> None:
+def test_output_download_across_pages_pinned_and_resumable(
+    fake: FakeKaggle, tmp_path: Path, dispatch: Dispatch
+) -> None:
     result = dispatch()
     fake.status = KernelWorkerStatus.COMPLETE
     assert runs.get_run(result.run_id).status == RunStatus.COMPLETE
     fake.calls.clear()  # what follows is the fetch alone
     out = tmp_path / "run"
     out.mkdir()
-    (out / "model.safetensors.part").write_bytes(output_body("model.safetensors")[:5])  # an interrupted earlier fetch
+    (out / "model.safetensors.part").write_bytes(fake.body("model.safetensors")[:5])  # an interrupted earlier fetch
     fetched = runs.fetch_run(result.run_id, out)
     names = sorted(p.relative_to(out.resolve()).as_posix() for p in fetched.files)
     assert names == sorted(
@@ -122,12 +136,13 @@ def test_output_download_across_pages_pinned_and_resumable(fake: FakeKaggle, tmp
     assert {p.version_label for p in pages} == {"v1"}
     assert "epoch 1 done" in (out / "kaggle-kernel.log").read_text()
     assert fetched.best_val_auc == pytest.approx(0.81)
+    assert runs.best_val_auc(runs.get_run(result.run_id)) == pytest.approx(0.81)  # stored for `status`
     fake.downloads.clear()
     runs.fetch_run(result.run_id, out)
     assert fake.downloads == []  # complete files are not fetched again
 
 
-def test_every_call_is_version_pinned(fake: FakeKaggle) -> None:
+def test_every_call_is_version_pinned(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch()
     runs.run_logs(result.run_id)
     runs.get_run(result.run_id)
@@ -151,8 +166,8 @@ def test_push_quota_error_is_a_backend_error(fake: FakeKaggle) -> None:
     assert out.exit_code == 3
 
 
-def test_throttling_is_retried_with_backoff(fake: FakeKaggle) -> None:
-    fake.failures["save_kernel"] = [http_error(429), http_error(503)]
+def test_throttling_is_retried_with_backoff(fake: FakeKaggle, dispatch: Dispatch) -> None:
+    fake.failures["save_kernel"] = [fake.http_error(429), fake.http_error(503)]
     result = dispatch()
     assert result.status == RunStatus.QUEUED
     sleeps = [s for n, s in fake.calls if n == "sleep"]
@@ -160,30 +175,30 @@ def test_throttling_is_retried_with_backoff(fake: FakeKaggle) -> None:
     assert len(fake.requests_named("save_kernel")) == 3
 
 
-def test_client_errors_are_not_retried(fake: FakeKaggle) -> None:
+def test_client_errors_are_not_retried(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch()
-    fake.failures["get_kernel_session_status"] = [http_error(403)]
+    fake.failures["get_kernel_session_status"] = [fake.http_error(403)]
     out = CliRunner().invoke(app, ["status", result.run_id])
     assert out.exit_code == 3 and "HTTP 403" in out.stderr
     assert len(fake.requests_named("get_kernel_session_status")) == 1
 
 
-def test_unreachable_backend_exits_3(fake: FakeKaggle) -> None:
+def test_unreachable_backend_exits_3(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch()
     fake.failures["get_kernel_session_status"] = [requests.ConnectionError("no route")]
     out = CliRunner().invoke(app, ["status", result.run_id])
     assert out.exit_code == 3 and "could not reach Kaggle" in out.stderr
 
 
-def test_persistent_5xx_gives_up(fake: FakeKaggle) -> None:
+def test_persistent_5xx_gives_up(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch()
-    fake.failures["get_kernel_session_status"] = [http_error(502)] * 5
+    fake.failures["get_kernel_session_status"] = [fake.http_error(502)] * 5
     out = CliRunner().invoke(app, ["status", result.run_id])
     assert out.exit_code == 3
     assert len(fake.requests_named("get_kernel_session_status")) == 5
 
 
-def test_cancel_deletes_the_runs_kernel(fake: FakeKaggle) -> None:
+def test_cancel_deletes_the_runs_kernel(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch()
     out = CliRunner().invoke(app, ["cancel", result.run_id])
     assert out.exit_code == 0, out.output
@@ -194,7 +209,7 @@ def test_cancel_deletes_the_runs_kernel(fake: FakeKaggle) -> None:
     assert len(fake.requests_named("delete_kernel")) == 1  # already ended: nothing to do
 
 
-def test_refused_delete_is_surfaced(fake: FakeKaggle) -> None:
+def test_refused_delete_is_surfaced(fake: FakeKaggle, dispatch: Dispatch) -> None:
     result = dispatch()
     fake.delete_error = "Kernel is locked"
     out = CliRunner().invoke(app, ["cancel", result.run_id])
@@ -202,7 +217,7 @@ def test_refused_delete_is_surfaced(fake: FakeKaggle) -> None:
     assert not runs.get_run(result.run_id, refresh=False).status.is_terminal()  # not recorded as cancelled
 
 
-def test_resume_attaches_parent_version(fake: FakeKaggle) -> None:
+def test_resume_attaches_parent_version(fake: FakeKaggle, dispatch: Dispatch) -> None:
     parent = dispatch()
     fake.status = KernelWorkerStatus.COMPLETE
     runs.get_run(parent.run_id)
@@ -213,7 +228,7 @@ def test_resume_attaches_parent_version(fake: FakeKaggle) -> None:
     assert runs.get_run(child.run_id, refresh=False).parent_run_id == parent.run_id
 
 
-def test_preflight_refuses_a_third_session(fake: FakeKaggle) -> None:
+def test_preflight_refuses_a_third_session(fake: FakeKaggle, dispatch: Dispatch) -> None:
     dispatch()
     dispatch()
     out = CliRunner().invoke(app, ["dispatch", "train", "--model", "seresnet", "--backend", "kaggle"])
@@ -246,7 +261,7 @@ def test_no_credentials_refuses_kaggle(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_credentials_found_where_the_client_looks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from dispatch.backends.kaggle_client import credentials_configured
+    from dispatch.backends.kaggle.client import credentials_configured
 
     monkeypatch.delenv("KAGGLE_CONFIG_DIR")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -262,17 +277,17 @@ def test_credentials_found_where_the_client_looks(monkeypatch: pytest.MonkeyPatc
     assert credentials_configured()
 
 
-def test_client_notices_stay_off_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+def test_client_notices_stay_off_stdout(capsys: pytest.CaptureFixture[str], fake: FakeKaggle) -> None:
     """The kaggle client prints version warnings to stdout, where `--json` goes: they must land on stderr."""
     from contextlib import contextmanager
 
-    from dispatch.backends.kaggle_client import KaggleClient
+    from dispatch.backends.kaggle.client import KaggleClient
 
     class Api:
         @contextmanager
         def build_kaggle_client(self) -> Any:
             print("Warning: Looks like you're using an outdated `kaggle` version")
-            yield type("K", (), {"kernels": type("S", (), {"kernels_api_client": FakeKaggle()})})
+            yield type("K", (), {"kernels": type("S", (), {"kernels_api_client": fake})})
 
     client = KaggleClient()
     client._kaggle = Api()
@@ -326,10 +341,10 @@ def test_metadata_validation_catches_what_kaggle_would_reject(tmp_path: Path) ->
         "enable_internet": True,
         "machine_shape": "NvidiaTeslaT4",
     }
-    assert kaggle_backend.validate_metadata(good, tmp_path) == []
+    assert validate_metadata(good, tmp_path) == []
     bad = dict(good, title="abc", is_private=False, machine_shape="", code_file="missing.py")
-    problems = " | ".join(kaggle_backend.validate_metadata(bad, tmp_path))
+    problems = " | ".join(validate_metadata(bad, tmp_path))
     assert "5-50 characters" in problems and "is_private" in problems and "machine_shape" in problems
     assert "missing.py" in problems
     mismatch = dict(good, title="another title here")
-    assert "does not slugify" in kaggle_backend.validate_metadata(mismatch, tmp_path)[0]
+    assert "does not slugify" in validate_metadata(mismatch, tmp_path)[0]

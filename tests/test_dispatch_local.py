@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import dispatch.runs as runs
+from chexvision import remote as runs
 from chexvision.cli.main import app
 from dispatch.registry import Registry
 from dispatch.status import RunStatus
@@ -56,7 +56,7 @@ sys.exit(f"stub: unknown command {args}")
 
 @pytest.fixture(autouse=True)
 def _no_torch_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHEXVISION_KERNEL_SKIP_TORCH_PROBE", "1")
+    monkeypatch.setenv("DISPATCH_KERNEL_SKIP_PROBES", "1")
 
 
 @pytest.fixture
@@ -86,14 +86,14 @@ def test_local_run_dispatch_status_logs_fetch(stub_tree: Path, tmp_path: Path) -
     assert result.status == RunStatus.RUNNING
     record = _wait_terminal(result.run_id)
     assert record.status == RunStatus.COMPLETE, record.failure_reason
-    assert record.best_val_auc == pytest.approx(0.93)
+    assert runs.best_val_auc(record) == pytest.approx(0.93)
     log = runs.run_logs(result.run_id)
     assert "training train --model densenet" in log and "--run-id " + result.run_id in log
     fetched = runs.fetch_run(result.run_id)
     assert fetched.run_dir == Path(os.environ["CHEXVISION_HOME"]) / "runs" / result.run_id
     assert (fetched.run_dir / "model.safetensors").is_file()
     assert json.loads((fetched.run_dir / "chexvision-status.json").read_text())["status"] == "complete"
-    with Registry.open() as reg:
+    with Registry.at(runs.home()) as reg:
         assert reg.get(result.run_id).output_dir == str(fetched.run_dir.resolve())
     again = runs.fetch_run(result.run_id)  # idempotent
     assert sorted(again.files) == sorted(fetched.files)
@@ -107,7 +107,7 @@ def test_resume_links_parent_and_passes_resume(stub_tree: Path) -> None:
     assert record.status == RunStatus.COMPLETE, record.failure_reason
     assert record.parent_run_id == parent.run_id
     assert "--resume" in record.command
-    run_json = Path(record.local_dir or "") / "working" / "run.json"
+    run_json = Path(record.handle["dir"]) / "working" / "run.json"
     assert json.loads(run_json.read_text())["resumed"] is True
 
 
@@ -129,8 +129,9 @@ def test_cancel_terminates_process_group(stub_tree: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("STUB_MODE", "sleep")
     result = runs.dispatch_train(runs.TrainRequest(model="densenet", backend="local"))
     record = runs.get_run(result.run_id)
-    assert record.status == RunStatus.RUNNING and record.pid
-    marker_path = Path(record.local_dir or "") / "working" / "chexvision-status.json"
+    pid, pid_start = record.handle["pid"], record.handle["pid_start"]
+    assert record.status == RunStatus.RUNNING and pid
+    marker_path = Path(record.handle["dir"]) / "working" / "chexvision-status.json"
     deadline = time.monotonic() + 30  # the kernel installs its SIGTERM handler, then writes "running"
     while time.monotonic() < deadline and not marker_path.is_file():
         time.sleep(0.1)
@@ -139,9 +140,9 @@ def test_cancel_terminates_process_group(stub_tree: Path, monkeypatch: pytest.Mo
     assert out.exit_code == 0, out.output
     assert runs.get_run(result.run_id).status == RunStatus.CANCELLED
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and runs_process_alive(record.pid, record.pid_start):
+    while time.monotonic() < deadline and runs_process_alive(pid, pid_start):
         time.sleep(0.1)
-    assert not runs_process_alive(record.pid, record.pid_start)
+    assert not runs_process_alive(pid, pid_start)
     assert CliRunner().invoke(app, ["status", result.run_id]).exit_code == 1
     marker = json.loads(marker_path.read_text())
     assert marker["status"] == "error" and "SIGTERM" in marker["reason"]  # the kernel said why it stopped
@@ -157,8 +158,8 @@ def test_vanished_process_reads_error(stub_tree: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("STUB_MODE", "sleep")
     result = runs.dispatch_train(runs.TrainRequest(model="densenet", backend="local"))
     record = runs.get_run(result.run_id)
-    assert record.pid
-    os.killpg(record.pid, signal.SIGKILL)  # killed from outside: no marker written
+    assert record.handle["pid"]
+    os.killpg(record.handle["pid"], signal.SIGKILL)  # killed from outside: no marker written
     record = _wait_terminal(result.run_id)
     assert record.status == RunStatus.ERROR
     assert "exited without a final status marker" in (record.failure_reason or "")
@@ -170,7 +171,7 @@ def test_local_process_outlives_the_cli(stub_tree: Path, tmp_path: Path, monkeyp
 
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
     code = (
-        "import sys, dispatch.runs as r; from pathlib import Path; r.repo_root = lambda: Path(sys.argv[1]);"
+        "import sys, chexvision.remote as r; from pathlib import Path; r.repo_root = lambda: Path(sys.argv[1]);"
         "from chexvision.cli.main import app; app(['dispatch', 'train', '--model', 'densenet', '--backend', 'local'])"
     )
     proc = subprocess.run(

@@ -11,9 +11,47 @@ from pathlib import Path
 
 import pytest
 
+from chexvision.rundir import new_run_id
 from dispatch.errors import UnknownRunError
-from dispatch.registry import MIGRATIONS, Registry, RunRecord, new_run_id
+from dispatch.registry import MIGRATIONS, Registry, RunRecord
 from dispatch.status import RunStatus
+
+# The schema of version 2 exactly as registry.py created it before backends owned their handles (MIGRATIONS[0]
+# and [1] of that time), so the migration is tested against a real old database, whatever MIGRATIONS becomes.
+SCHEMA_V2 = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    preset TEXT,
+    status TEXT NOT NULL,
+    failure_reason TEXT,
+    command TEXT NOT NULL DEFAULT '[]',
+    git_sha TEXT,
+    bundle_sha256 TEXT,
+    bundle_size INTEGER,
+    parent_run_id TEXT REFERENCES runs(run_id),
+    kaggle_owner TEXT,
+    kaggle_slug TEXT,
+    kaggle_version INTEGER,
+    pid INTEGER,
+    pid_start TEXT,
+    local_dir TEXT,
+    output_dir TEXT,
+    best_val_auc REAL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE INDEX runs_created ON runs(created_at);
+ALTER TABLE runs ADD COLUMN hub_repo TEXT;
+ALTER TABLE runs ADD COLUMN hub_revision TEXT;
+ALTER TABLE runs ADD COLUMN hub_commit TEXT;
+ALTER TABLE runs ADD COLUMN hub_tag TEXT;
+ALTER TABLE runs ADD COLUMN data_source TEXT;
+PRAGMA user_version = 2;
+"""
 
 
 def test_run_id_format() -> None:
@@ -29,16 +67,17 @@ def test_round_trip_and_update(tmp_path: Path) -> None:
             RunRecord(
                 run_id="a",
                 backend="kaggle",
-                model="densenet",
+                label="densenet",
                 command=["python", "-m", "x"],
-                kaggle_owner="o",
-                kaggle_slug="s",
-                kaggle_version=3,
+                handle={"owner": "o", "slug": "s", "version": 3},
             )
         )
-        record = reg.update("a", status=RunStatus.RUNNING, hub_repo="me/chexvision-densenet")
+        record = reg.update("a", status=RunStatus.RUNNING, hub_repo="me/chexvision-densenet", summary={"auc": 0.5})
         assert record.status is RunStatus.RUNNING and record.command == ["python", "-m", "x"]
-        assert record.kaggle_handle == "o/s/3" and record.hub_repo == "me/chexvision-densenet"
+        assert (
+            record.handle == {"owner": "o", "slug": "s", "version": 3} and record.hub_repo == "me/chexvision-densenet"
+        )
+        assert record.summary == {"auc": 0.5}
         with pytest.raises(UnknownRunError):
             reg.get("nope")
         with pytest.raises(ValueError, match="unknown registry columns"):
@@ -46,12 +85,12 @@ def test_round_trip_and_update(tmp_path: Path) -> None:
 
 
 def test_wal_and_explicit_open(tmp_path: Path) -> None:
-    code = "import dispatch.runs, dispatch.registry, chexvision.cli.main"  # what the CLI imports on start-up
+    code = "import dispatch.runs, dispatch.registry, chexvision.cli.main, chexvision.remote"  # the CLI's start-up
     env = {**os.environ, "CHEXVISION_HOME": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     path = tmp_path / "runs.db"
     assert not path.exists()  # nothing opened at import
-    with Registry.open(path):
+    with Registry.at(tmp_path):
         pass
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -74,6 +113,38 @@ def test_migrates_an_old_database(tmp_path: Path) -> None:
         reg.update("old", hub_tag="seresnet-x")
 
 
+def test_migrates_backend_columns_into_handles(tmp_path: Path) -> None:
+    """A version-2 database (kaggle_* and pid columns) opens with each backend's handle as JSON."""
+    path = tmp_path / "runs.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA_V2)
+    rows = [
+        ("k", "kaggle", "densenet", "kaggle-t4", "complete", "o", "chexvision-k", 2, None, None, None, 0.81),
+        ("l", "local", "seresnet", None, "running", None, None, None, 4242, "1234", "/home/x/local/l", None),
+    ]
+    conn.executemany(
+        "INSERT INTO runs (run_id, backend, model, preset, status, kaggle_owner, kaggle_slug, kaggle_version, pid,"
+        " pid_start, local_dir, best_val_auc, command, parent_run_id, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[\"python\"]', NULL,"
+        " '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+        rows,
+    )
+    conn.execute("UPDATE runs SET parent_run_id = 'k' WHERE run_id = 'l'")
+    conn.commit()
+    conn.close()
+    with Registry.open(path) as reg:
+        assert reg.schema_version == len(MIGRATIONS)
+        kaggle, local = reg.get("k"), reg.get("l")
+    assert kaggle.handle == {"owner": "o", "slug": "chexvision-k", "version": 2}
+    assert kaggle.summary == {"best_val_auc": 0.81} and kaggle.meta == {"model": "densenet", "preset": "kaggle-t4"}
+    assert kaggle.label == "densenet" and kaggle.command == ["python"] and kaggle.status is RunStatus.COMPLETE
+    assert local.handle == {"pid": 4242, "pid_start": "1234", "dir": "/home/x/local/l"}
+    assert local.summary == {} and local.meta == {"model": "seresnet"} and local.parent_run_id == "k"
+    columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(runs)")}
+    assert not columns & {"kaggle_owner", "kaggle_slug", "kaggle_version", "pid", "pid_start", "local_dir", "model"}
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -81,8 +152,8 @@ WRITER = textwrap.dedent("""
     path, tag = Path(sys.argv[1]), sys.argv[2]
     for i in range(60):
         with Registry.open(path) as reg:
-            reg.add(RunRecord(run_id=f"{tag}-{i}", backend="local", model="densenet"))
-            reg.update(f"{tag}-{i}", status="running", best_val_auc=i / 100)
+            reg.add(RunRecord(run_id=f"{tag}-{i}", backend="local", label="densenet"))
+            reg.update(f"{tag}-{i}", status="running", summary={"best_val_auc": i / 100})
             reg.list()
 """)
 

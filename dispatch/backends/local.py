@@ -1,14 +1,13 @@
 """The local backend: the same rendered kernel as a detached process in Kaggle-like folders.
 
-`$CHEXVISION_HOME/local/<run_id>/` holds `input/` (data, parent outputs), `working/` (the output folder),
+`<home>/local/<run_id>/` holds `input/` (data, parent outputs), `working/` (the output folder),
 `scratch/` (the unpacked bundle) and `kernel.log`. The process runs in its own session so it outlives the CLI;
-its pid and start time (so a reused pid is not mistaken for it) are in the registry. A process that vanished
-without a final marker reads `error`, never `running` forever.
+its handle is `{pid, pid_start, dir}` (the start time, so a reused pid is not mistaken for it). A process that
+vanished without a final marker reads `error`, never `running` forever.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import signal
@@ -16,20 +15,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dispatch.backends.base import (
-    MARKER_NAME,
-    Backend,
-    LaunchRequest,
-    RemoteState,
-    kernel_slug,
-    kernel_title,
-    read_marker,
-)
-from dispatch.registry import RunRecord, chexvision_home, utcnow
-from dispatch.render import KernelSpec, MetadataSpec, RenderedKernel
+from dispatch.backends.base import MARKER_NAME, Backend, Capabilities, Launched, LaunchRequest, RemoteState, read_marker
+from dispatch.errors import InvalidJobError
+from dispatch.registry import RunRecord
 from dispatch.status import RunStatus
+
+if TYPE_CHECKING:
+    from dispatch.render import RenderedKernel
 
 __all__ = ["LocalBackend", "process_alive", "process_start_time"]
 
@@ -72,34 +66,41 @@ def process_alive(pid: int | None, start: str | None) -> bool:
 
 class LocalBackend(Backend):
     name = "local"
-    cannot = frozenset({"gpu-choice", "kaggle-dataset-source"})
-
-    def __init__(self, home: Path | None = None) -> None:
-        self.home = home or chexvision_home()
+    title = "local"
+    capabilities = Capabilities(
+        data_kinds=frozenset({"prepared", "local-dir"}),
+        live_outputs=True,
+        auto_priority=1,  # the embedded default: always available
+    )
 
     def run_root(self, run_id: str) -> Path:
         return self.home / "local" / run_id
 
-    def _kernel_spec(self, request: LaunchRequest) -> KernelSpec:
-        resume = request.parent.run_id if request.parent else None
-        return dataclasses.replace(request.kernel, resume_source=resume)
+    def _root(self, record: RunRecord) -> Path:
+        return Path(record.handle.get("dir") or self.run_root(record.run_id))
 
-    def _metadata_spec(self, request: LaunchRequest) -> MetadataSpec:
-        run_id = request.record.run_id
-        return MetadataSpec(kernel_id=f"local/{kernel_slug(run_id)}", title=kernel_title(run_id), machine_shape="local")
+    def live_output(self, record: RunRecord) -> Path | None:
+        return self._root(record) / "working"
 
-    def _submit(self, rendered: RenderedKernel, request: LaunchRequest) -> dict[str, Any]:
-        root = self.run_root(request.record.run_id)
+    def _restore_source(self, parent: RunRecord) -> str:
+        return parent.run_id  # _submit copies the parent's outputs to input/<parent run id>
+
+    def _describe(self, handle: dict[str, Any]) -> str:
+        return str(handle.get("dir") or "-")
+
+    def _submit(self, rendered: RenderedKernel, request: LaunchRequest) -> Launched:
+        root = self.run_root(request.job.run_id)
         for sub in ("input", "working", "scratch"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         if request.parent is not None:
-            self._attach_parent_output(request.parent, root / "input" / request.parent.run_id)
+            needs = request.job.outputs.parent_files
+            self._attach_parent_output(request.parent, root / "input" / request.parent.run_id, needs)
         env = dict(os.environ)
         env.update(
-            CHEXVISION_KERNEL_INPUT=str(root / "input"),
-            CHEXVISION_KERNEL_WORKING=str(root / "working"),
-            CHEXVISION_KERNEL_SCRATCH=str(root / "scratch"),
-            CHEXVISION_KERNEL_SKIP_INSTALL="1",  # this interpreter already has the dependencies
+            DISPATCH_KERNEL_INPUT=str(root / "input"),
+            DISPATCH_KERNEL_WORKING=str(root / "working"),
+            DISPATCH_KERNEL_SCRATCH=str(root / "scratch"),
+            DISPATCH_KERNEL_SKIP_INSTALL="1",  # this interpreter already has the dependencies
             PYTHONUNBUFFERED="1",
         )
         with open(root / LOG_NAME, "ab") as log:
@@ -112,55 +113,47 @@ class LocalBackend(Backend):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: survives the CLI, cancel kills the group
             )
-        return {
-            "status": RunStatus.RUNNING,
-            "pid": proc.pid,
-            "pid_start": process_start_time(proc.pid),
-            "local_dir": str(root),
-            "started_at": utcnow(),
-        }
+        handle = {"pid": proc.pid, "pid_start": process_start_time(proc.pid), "dir": str(root)}
+        return Launched(RunStatus.RUNNING, handle)
 
-    def _attach_parent_output(self, parent: RunRecord, target: Path) -> None:
+    def _attach_parent_output(self, parent: RunRecord, target: Path, needs: tuple[str, ...]) -> None:
         candidates = [Path(p) for p in (parent.output_dir,) if p]
-        if parent.local_dir:
-            candidates.append(Path(parent.local_dir) / "working")
-        source = next((c for c in candidates if (c / "last.ckpt").is_file()), None)
+        candidates.append(self._root(parent) / "working")
+        source = next((c for c in candidates if c.is_dir() and all((c / n).is_file() for n in needs)), None)
         if source is None:
-            from chexvision.errors import BadInputError
-
-            raise BadInputError(
-                f"run {parent.run_id} has no last.ckpt to resume from",
+            raise InvalidJobError(
+                f"run {parent.run_id} has no {', '.join(needs) or 'output'} to resume from",
                 f"fetch it first: `chexvision fetch --run {parent.run_id}`",
             )
         shutil.copytree(source, target, dirs_exist_ok=True)
 
     def _poll(self, record: RunRecord) -> RemoteState:
-        working = Path(record.local_dir or self.run_root(record.run_id)) / "working"
-        marker = read_marker(working)
+        marker = read_marker(self._root(record) / "working")
         if marker and marker.get("status") in ("complete", "error"):
             return RemoteState(RunStatus(marker["status"]), marker.get("reason"))
-        if process_alive(record.pid, record.pid_start):
+        pid = record.handle.get("pid")
+        if process_alive(pid, record.handle.get("pid_start")):
             return RemoteState(RunStatus.RUNNING)
         return RemoteState(
             RunStatus.ERROR,
-            f"the kernel process (pid {record.pid}) exited without a final status marker (killed? out of memory?);"
+            f"the kernel process (pid {pid}) exited without a final status marker (killed? out of memory?);"
             f" see `chexvision logs {record.run_id}`",
         )
 
     def _logs(self, record: RunRecord) -> str:
-        path = Path(record.local_dir or self.run_root(record.run_id)) / LOG_NAME
         try:
-            return path.read_text(errors="replace")
+            return (self._root(record) / LOG_NAME).read_text(errors="replace")
         except FileNotFoundError:
             return ""
 
     def _cancel(self, record: RunRecord) -> RemoteState:
-        if record.pid and process_alive(record.pid, record.pid_start):
-            _terminate_group(record.pid)
+        pid, start = record.handle.get("pid"), record.handle.get("pid_start")
+        if pid and process_alive(pid, start):
+            _terminate_group(pid)
         return RemoteState(RunStatus.CANCELLED, "cancelled by the user")
 
     def _download(self, record: RunRecord, dest: Path) -> list[Path]:
-        working = Path(record.local_dir or self.run_root(record.run_id)) / "working"
+        working = self._root(record) / "working"
         copied: list[Path] = []
         for src in sorted(p for p in working.rglob("*") if p.is_file() and not p.name.endswith(".tmp")):
             target = dest / src.relative_to(working)

@@ -1,13 +1,16 @@
-"""A fake Kaggle client for the dispatch tests, placed at the client boundary (dispatch.backends.kaggle_client).
+"""A fake Kaggle client placed at the client boundary (`dispatch.backends.kaggle.client.KaggleClient`).
 
 It takes the official kagglesdk request objects and answers with the kagglesdk response objects the real API
 returns (errors in `.error` / `.error_message`, KernelWorkerStatus members), so all code above it is real.
+Fixtures: `fake_kaggle` (the fake installed, credentials in place, a tiny source tree to bundle) and
+`kaggle_dispatch` (dispatch a densenet smoke run to it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,14 +28,8 @@ from kagglesdk.kernels.types.kernels_api_service import (
 )
 from kagglesdk.kernels.types.kernels_enums import KernelWorkerStatus
 
-import dispatch.backends.kaggle as kaggle_backend
-import dispatch.runs as runs
-
-
-def http_error(code: int) -> requests.HTTPError:
-    response = requests.Response()
-    response.status_code = code
-    return requests.HTTPError(f"HTTP {code}", response=response)
+import dispatch.backends.kaggle.backend as kaggle_backend
+from chexvision import remote
 
 
 def output_body(name: str, marker: dict[str, Any] | None = None) -> bytes:
@@ -131,13 +128,25 @@ class FakeKaggle:
     def requests_named(self, name: str) -> list[Any]:
         return [r for n, r in self.calls if n == name]
 
+    @staticmethod
+    def http_error(code: int) -> requests.HTTPError:
+        response = requests.Response()
+        response.status_code = code
+        return requests.HTTPError(f"HTTP {code}", response=response)
 
-def install_fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
-    """Put a FakeKaggle at the client boundary, Kaggle credentials in place and a tiny source tree to bundle."""
+    @staticmethod
+    def body(name: str, marker: dict[str, Any] | None = None) -> bytes:
+        """What the fake serves for the output file `name`."""
+        return output_body(name, marker)
+
+
+@pytest.fixture
+def fake_kaggle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
+    """A FakeKaggle at the client boundary, Kaggle credentials in place and a tiny source tree to bundle."""
     tiny = tmp_path / "tree"  # a tiny source tree keeps each dispatch fast; bundling is tested on its own
     (tiny / "chexvision").mkdir(parents=True)
     (tiny / "chexvision" / "__init__.py").write_text("")
-    monkeypatch.setattr(runs, "repo_root", lambda: tiny)
+    monkeypatch.setattr(remote, "repo_root", lambda: tiny)
     fake = FakeKaggle()
     monkeypatch.setattr(kaggle_backend, "KaggleClient", lambda: fake)
     monkeypatch.setattr(kaggle_backend, "backoff_sleep", lambda s: fake.calls.append(("sleep", s)))
@@ -146,5 +155,11 @@ def install_fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
     return fake
 
 
-def dispatch(**kwargs: Any) -> runs.DispatchResult:
-    return runs.dispatch_train(runs.TrainRequest(model="densenet", backend="kaggle", preset="smoke", **kwargs))
+@pytest.fixture
+def kaggle_dispatch(fake_kaggle: FakeKaggle) -> Callable[..., remote.DispatchResult]:
+    """Dispatch a densenet smoke run to the fake Kaggle; keyword arguments go to the TrainRequest."""
+
+    def dispatch(**kwargs: Any) -> remote.DispatchResult:
+        return remote.dispatch_train(remote.TrainRequest(model="densenet", backend="kaggle", preset="smoke", **kwargs))
+
+    return dispatch

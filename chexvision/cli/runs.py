@@ -1,6 +1,7 @@
-"""`chexvision dispatch train`, `status`, `logs`, `cancel`, `fetch`: the CLI skin over `dispatch.runs`.
+"""The runs noun: `chexvision dispatch train`, `status`, `logs`, `cancel`, `fetch` — the CLI skin over
+`chexvision.remote` (which builds the job and asks `dispatch`).
 
-Nothing heavy at import (`--help` and `status` must answer fast): dispatch.runs, jinja2 and rich load inside
+Nothing heavy at import (`--help` and `status` must answer fast): remote, dispatch, jinja2 and rich load inside
 the commands. Human-readable lines go to stderr; the run id (or `--json`) goes to stdout for scripts.
 """
 
@@ -44,15 +45,36 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
+def _auc(r: RunRecord) -> str:
+    from chexvision.remote import best_val_auc
+
+    best = best_val_auc(r)
+    return f"{best:.4f}" if best is not None else "-"
+
+
+def _model(r: RunRecord) -> str:
+    return str(r.meta.get("model") or r.label)
+
+
+def _record_json(r: RunRecord) -> dict[str, Any]:
+    """The registry record plus the chexvision view of it (model, preset, best val AUC, handle in words)."""
+    from chexvision.remote import best_val_auc, describe_handle
+
+    data = r.to_json()
+    data.update(model=_model(r), preset=r.meta.get("preset"), best_val_auc=best_val_auc(r))
+    data["location"] = describe_handle(r)
+    return data
+
+
 def _row(r: RunRecord) -> list[str]:
     return [
         r.run_id,
-        r.model,
+        _model(r),
         r.backend,
         str(r.status),
         _duration(_parse_time(r.created_at), None),
         _duration(_parse_time(r.started_at), _parse_time(r.finished_at)),
-        f"{r.best_val_auc:.4f}" if r.best_val_auc is not None else "-",
+        _auc(r),
         r.failure_reason or "",
     ]
 
@@ -72,18 +94,19 @@ def _print_table(records: list[RunRecord]) -> None:
 def _print_detail(r: RunRecord, log_text: str | None) -> None:
     from rich.console import Console
 
+    from chexvision.remote import describe_handle
+
     console = Console(highlight=False)
-    handle = r.kaggle_handle or r.local_dir or "-"
     for label, value in [
         ("run", r.run_id),
         ("status", str(r.status)),
-        ("model", r.model),
-        ("backend", f"{r.backend} ({handle})"),
-        ("preset", r.preset or "-"),
+        ("model", _model(r)),
+        ("backend", f"{r.backend} ({describe_handle(r)})"),
+        ("preset", r.meta.get("preset") or "-"),
         ("parent", r.parent_run_id or "-"),
         ("created", r.created_at),
         ("elapsed", _duration(_parse_time(r.started_at), _parse_time(r.finished_at))),
-        ("best val AUC", f"{r.best_val_auc:.4f}" if r.best_val_auc is not None else "-"),
+        ("best val AUC", _auc(r)),
         ("bundle", f"{r.bundle_sha256 or '-'} ({r.bundle_size or 0:,} bytes)"),
         ("git", r.git_sha or "-"),
         ("output", r.output_dir or "-"),
@@ -112,7 +135,7 @@ def dispatch_train(
             "--data", help="hf[:REPO@REV] | synthetic[:N[:SIZE]] | kaggle:OWNER/SLUG | a folder (local backend)."
         ),
     ] = None,
-    gpu: Annotated[str, typer.Option("--gpu", help="Kaggle accelerator: t4x2 (2x T4).")] = "t4x2",
+    gpu: Annotated[str | None, typer.Option("--gpu", help="Accelerator: t4x2 (Kaggle's 2x T4, its default).")] = None,
     time_budget: Annotated[float | None, typer.Option("--time-budget", help="Stop training after H hours.")] = None,
     resume_from: Annotated[str | None, typer.Option("--resume-from", help="Continue this run's checkpoint.")] = None,
     split_scheme: Annotated[
@@ -124,13 +147,12 @@ def dispatch_train(
     out: Annotated[Path | None, typer.Option("--out", help="Where --dry-run writes the kernel folder.")] = None,
 ) -> None:
     """Bundle the sources, render the kernel and start a training run; prints the run id."""
+    from chexvision import remote
     from chexvision.errors import BadInputError
-    from dispatch import runs
-    from dispatch.render import KAGGLE_SOURCE_LIMIT
 
     if dry_run and out is None:
         raise BadInputError("--dry-run needs --out DIR", "e.g. --dry-run --out ./kernel")
-    request = runs.TrainRequest(
+    request = remote.TrainRequest(
         model=model,
         backend=backend,
         preset=preset,
@@ -141,13 +163,15 @@ def dispatch_train(
         resume_from=resume_from,
         split_scheme=split_scheme,
     )
-    result = runs.dispatch_train(request, dry_run_out=out if dry_run else None)
+    result = remote.dispatch_train(request, dry_run_out=out if dry_run else None)
     err = _stderr()
     if result.notice:
         err.print(f"note: {result.notice}")
+    title = result.backend_title
+    limit = f"{title} limit {result.source_limit:,}" if result.source_limit else f"no {title} size limit"
     err.print(
         f"bundle {result.bundle_size:,} bytes ({result.bundle_files} files, sha256 {result.bundle_sha256[:12]}); "
-        f"kernel script {result.script_size:,} bytes (Kaggle limit {KAGGLE_SOURCE_LIMIT:,})"
+        f"kernel script {result.script_size:,} bytes ({limit})"
     )
     if result.dry_run_dir is not None:
         err.print(f"dry run: kernel folder written to {result.dry_run_dir}; nothing pushed")
@@ -156,7 +180,7 @@ def dispatch_train(
         err.print(f"next: chexvision status {result.run_id} --watch")
     final = None
     if wait and result.dry_run_dir is None:
-        for record in runs.watch_run(result.run_id):
+        for record in remote.watch_run(result.run_id):
             final = record
     if as_json:
         payload = result.to_json()
@@ -175,12 +199,12 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Runs and their status. Exit code: 0 complete or running, 1 error or cancelled, 3 backend unreachable."""
-    from dispatch import runs
+    from chexvision import remote
 
     if run_id is None:
-        records = runs.wait_for_runs() if watch else runs.list_runs()
+        records = remote.wait_for_runs() if watch else remote.list_runs()
         if as_json:
-            typer.echo(json.dumps([r.to_json() for r in records]))
+            typer.echo(json.dumps([_record_json(r) for r in records]))
         elif not records:
             _stderr().print("no runs yet — start one with `chexvision dispatch train --model densenet`")
         else:
@@ -189,7 +213,7 @@ def status(
     if watch:
         err = _stderr()
         last = None
-        for record in runs.watch_run(run_id):
+        for record in remote.watch_run(run_id):
             if not as_json and (last is None or record.status != last.status):
                 err.print(
                     f"{record.run_id}: {record.status}"
@@ -199,11 +223,11 @@ def status(
         assert last is not None
         record = last
     else:
-        record = runs.get_run(run_id)
+        record = remote.get_run(run_id)
     if as_json:
-        typer.echo(json.dumps(record.to_json()))
+        typer.echo(json.dumps(_record_json(record)))
     else:
-        _print_detail(record, runs.run_logs(run_id))
+        _print_detail(record, remote.run_logs(run_id))
     raise typer.Exit(_status_exit(record))
 
 
@@ -212,22 +236,22 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
 ) -> None:
     """Print a run's log."""
-    from dispatch import runs
+    from chexvision import remote
 
     if follow:
-        for chunk in runs.follow_logs(run_id):
+        for chunk in remote.follow_logs(run_id):
             typer.echo(chunk, nl=False)
     else:
-        typer.echo(runs.run_logs(run_id), nl=False)
+        typer.echo(remote.run_logs(run_id), nl=False)
 
 
 def cancel(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
     """Stop a run (Kaggle: deletes the run's kernel version; local: terminates its process group)."""
-    from dispatch import runs
+    from chexvision import remote
 
-    record = runs.cancel_run(run_id)
+    record = remote.cancel_run(run_id)
     if as_json:
-        typer.echo(json.dumps(record.to_json()))
+        typer.echo(json.dumps(_record_json(record)))
     else:
         _stderr().print(f"{record.run_id}: {record.status}")
 
@@ -254,9 +278,9 @@ def fetch(
     Publishing goes to the Hub when a token is configured (or --repo is given), else to --hub-dir, else to the
     folder $CHEXVISION_HOME/hub with a notice. The HF token never leaves this machine.
     """
-    from dispatch import runs
+    from chexvision import remote
 
-    result = runs.fetch_run(run, out)
+    result = remote.fetch_run(run, out)
     published = None if no_publish else _publish_fetched(result.run_id, result.run_dir, repo, hub_dir, public)
     if as_json:
         payload: dict[str, Any] = {
@@ -282,8 +306,8 @@ def fetch(
 def _publish_fetched(
     run_id: str, run_dir: Path, repo: str | None, hub_dir: Path | None, public: bool
 ) -> dict[str, Any]:
+    from chexvision import remote
     from chexvision.hub import default_hub_dir, hub_ready, publish_run
-    from dispatch import runs
 
     if hub_dir is None and repo is None and not hub_ready():
         hub_dir = default_hub_dir()
@@ -292,7 +316,7 @@ def _publish_fetched(
             "(`hf auth login` or HF_TOKEN to publish to the Hub; --no-publish to skip)"
         )
     result = publish_run(run_dir, repo_id=repo, hub_dir=hub_dir, private=not public)
-    runs.record_publication(
+    remote.record_publication(
         run_id, repo=result.repo_id, revision=str(hub_dir) if hub_dir else None, commit=result.commit, tag=result.tag
     )
     return {

@@ -1,5 +1,6 @@
 """The Kaggle backend: one private GPU script kernel per run, every call pinned to `owner/slug/N`.
 
+Its handle is `{owner, slug, version}`.
 Built on the official client's request objects (kagglesdk) sent through `KaggleClient`, the one HTTP boundary.
 Kaggle has no stop: cancel deletes the kernel, which holds exactly one version because each run has its own slug.
 Push errors come back in the response's `.error`, not as exceptions; they are surfaced here. Only throttling
@@ -9,7 +10,6 @@ Push errors come back in the response's `.error`, not as exceptions; they are su
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import tempfile
@@ -17,30 +17,31 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chexvision.errors import BadInputError, CheXVisionError
-from dispatch.backends.base import (
-    MARKER_NAME,
-    Backend,
-    LaunchRequest,
-    RemoteState,
+from dispatch.backends.base import MARKER_NAME, Backend, Capabilities, Launched, LaunchRequest, RemoteState, read_marker
+from dispatch.backends.kaggle.client import KaggleClient, credentials_configured, no_credentials_error
+from dispatch.backends.kaggle.metadata import (
+    GPU_SHAPES,
+    METADATA_NAME,
+    SOURCE_LIMIT,
+    MetadataSpec,
     kernel_slug,
     kernel_title,
-    read_marker,
+    render_metadata,
+    validate_metadata,
 )
-from dispatch.backends.kaggle_client import KaggleClient, credentials_configured, no_credentials_error
-from dispatch.errors import BackendUnavailableError, PushRejectedError
-from dispatch.registry import RunRecord, utcnow
-from dispatch.render import KAGGLE_SOURCE_LIMIT, KernelSpec, MetadataSpec, RenderedKernel
+from dispatch.errors import BackendUnavailableError, DispatchError, InvalidJobError, NotFoundError, PushRejectedError
+from dispatch.registry import RunRecord
 from dispatch.status import RunStatus, from_kaggle
 
-__all__ = ["GPU_SHAPES", "KaggleBackend", "translate_error", "validate_metadata"]
+if TYPE_CHECKING:
+    from dispatch.render import RenderedKernel
+
+__all__ = ["KaggleBackend", "translate_error"]
 
 log = logging.getLogger(__name__)
 
-# --gpu name -> Kaggle machine_shape (NvidiaTeslaT4 is the 2xT4 machine).
-GPU_SHAPES = {"t4x2": "NvidiaTeslaT4"}
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 5
 OUTPUT_PAGE_SIZE = 50
@@ -52,9 +53,9 @@ def backoff_sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def translate_error(exc: BaseException, what: str) -> CheXVisionError:
+def translate_error(exc: BaseException, what: str) -> DispatchError:
     """The chokepoint that turns client failures into typed errors (raise `translate_error(e, ...) from e`)."""
-    if isinstance(exc, CheXVisionError):
+    if isinstance(exc, DispatchError):
         return exc
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status in (401, 403):
@@ -64,62 +65,42 @@ def translate_error(exc: BaseException, what: str) -> CheXVisionError:
             status,
         )
     if status == 404:
-        return BadInputError(
+        return NotFoundError(
             f"Kaggle has no such kernel for {what} (HTTP 404)", "check the run id: `chexvision status`"
         )
     if status is not None:
         return BackendUnavailableError(f"Kaggle failed {what} (HTTP {status})", "retry later", status)
     if isinstance(exc, ValueError):
-        return BadInputError(f"Kaggle client refused {what}: {exc}")
+        return InvalidJobError(f"Kaggle client refused {what}: {exc}")
     return BackendUnavailableError(
         f"could not reach Kaggle for {what}: {type(exc).__name__}: {exc}", "check the network and retry"
     )
 
 
-def validate_metadata(meta: dict[str, Any], folder: Path) -> list[str]:
-    """Problems with kernel-metadata.json that Kaggle would reject or silently mishandle."""
-    from slugify import slugify  # python-slugify, a dependency of kaggle; the same function the client uses
-
-    problems: list[str] = []
-    kernel_id = str(meta.get("id", ""))
-    parts = kernel_id.split("/")
-    if len(parts) != 2 or not all(parts):
-        problems.append(f"id {kernel_id!r} is not owner/slug")
-    title = str(meta.get("title", ""))
-    if not 5 <= len(title) <= 50:
-        problems.append(f"title {title!r} must be 5-50 characters")
-    elif len(parts) == 2 and slugify(title) != parts[1]:
-        problems.append(f"title {title!r} does not slugify to {parts[1]!r}")
-    code = folder / str(meta.get("code_file", ""))
-    if not meta.get("code_file") or not code.is_file():
-        problems.append(f"code_file {meta.get('code_file')!r} not found in {folder}")
-    expected = {
-        "language": "python",
-        "kernel_type": "script",
-        "is_private": True,
-        "enable_gpu": True,
-        "enable_internet": True,
-    }
-    for key, value in expected.items():
-        if meta.get(key) != value:
-            problems.append(f"{key} must be {value!r}, not {meta.get(key)!r}")
-    if not meta.get("machine_shape"):
-        problems.append("machine_shape is not set")
-    return problems
-
-
 class KaggleBackend(Backend):
     name = "kaggle"
-    max_active_runs = 2  # Kaggle runs at most two GPU sessions per account at once
-    source_limit = KAGGLE_SOURCE_LIMIT
-    # A session is killed at 12 h: train for 11 so the run stops cleanly (data download and the final save
-    # take the rest) and can be continued with --resume-from.
-    default_time_budget = 11.0
-    cannot = frozenset({"local-data-dir"})
+    title = "Kaggle"
+    capabilities = Capabilities(
+        data_kinds=frozenset({"prepared", "kaggle-dataset"}),
+        gpus=tuple(GPU_SHAPES),
+        default_gpu="t4x2",
+        max_active_runs=2,  # Kaggle runs at most two GPU sessions per account at once
+        source_limit=SOURCE_LIMIT,
+        # A session is killed at 12 h: stop after 11 so the run ends cleanly (data download and the final save
+        # take the rest) and can be continued.
+        default_time_budget=11.0,
+        remote=True,
+        auto_priority=2,  # preferred whenever credentials are configured
+    )
 
-    def __init__(self, client: Any = None, sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(self, home: Path, client: Any = None, sleep: Callable[[float], None] | None = None) -> None:
+        super().__init__(home)
         self._client = client
         self._sleep = sleep
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None if credentials_configured() else "no Kaggle credentials configured"
 
     @property
     def client(self) -> Any:
@@ -133,7 +114,7 @@ class KaggleBackend(Backend):
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return getattr(self.client, method)(request)
-            except CheXVisionError:
+            except DispatchError:
                 raise
             except Exception as exc:
                 status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -149,7 +130,7 @@ class KaggleBackend(Backend):
     def owner(self) -> str:
         try:  # an access token is resolved to a user name over the network
             name = self.client.username()
-        except CheXVisionError:
+        except DispatchError:
             raise
         except Exception as exc:
             raise translate_error(exc, "the user name lookup") from exc
@@ -157,38 +138,56 @@ class KaggleBackend(Backend):
             raise BackendUnavailableError("could not tell the Kaggle user name", "set KAGGLE_USERNAME")
         return str(name)
 
-    def _kernel_spec(self, request: LaunchRequest) -> KernelSpec:
-        resume = kernel_slug(request.parent.run_id) if request.parent else None
-        return dataclasses.replace(request.kernel, resume_source=resume)
+    def _restore_source(self, parent: RunRecord) -> str:
+        return kernel_slug(parent.run_id)  # the parent's version is attached as a kernel source
 
-    def _metadata_spec(self, request: LaunchRequest) -> MetadataSpec:
-        run_id = request.record.run_id
-        if request.gpu not in GPU_SHAPES:
-            raise BadInputError(f"unknown GPU {request.gpu!r}", f"choose one of: {', '.join(GPU_SHAPES)}")
-        data = request.kernel.data  # a local folder was refused by `cannot` before bundling
-        datasets = [data["dataset"]] if data["kind"] == "kaggle" else []
+    def _describe(self, handle: dict[str, Any]) -> str:
+        return f"{handle['owner']}/{handle['slug']}/{handle['version']}"
+
+    def _render_extra(self, request: LaunchRequest, rendered: RenderedKernel) -> tuple[Path, ...]:
+        meta = render_metadata(self._metadata_spec(request, rendered.script.name))
+        path = rendered.folder / METADATA_NAME
+        path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return (path,)
+
+    def _metadata_spec(self, request: LaunchRequest, code_file: str) -> MetadataSpec:
+        job = request.job
+        gpu = job.resources.gpu or self.capabilities.default_gpu or ""
+        if gpu not in GPU_SHAPES:
+            raise InvalidJobError(f"unknown GPU {gpu!r}", f"choose one of: {', '.join(GPU_SHAPES)}")
+        datasets = [job.data.reference] if job.data.kind == "kaggle-dataset" else []
         kernels = []
         if request.parent is not None:
-            if not request.parent.kaggle_handle:
-                raise BadInputError(f"run {request.parent.run_id} is not a Kaggle run", "resume a Kaggle run on Kaggle")
-            kernels = [request.parent.kaggle_handle]  # the parent's exact version
+            if not request.parent.handle:
+                raise InvalidJobError(
+                    f"run {request.parent.run_id} is not a Kaggle run", "resume a Kaggle run on Kaggle"
+                )
+            kernels = [self.describe(request.parent.handle)]  # the parent's exact version
         owner = self.owner() if credentials_configured() else "your-kaggle-username"
         return MetadataSpec(
-            kernel_id=f"{owner}/{kernel_slug(run_id)}",
-            title=kernel_title(run_id),
-            machine_shape=GPU_SHAPES[request.gpu],
+            kernel_id=f"{owner}/{kernel_slug(job.run_id)}",
+            title=kernel_title(job.run_id),
+            machine_shape=GPU_SHAPES[gpu],
             dataset_sources=datasets,
             kernel_sources=kernels,
+            code_file=code_file,
         )
+
+    @staticmethod
+    def _metadata(rendered: RenderedKernel) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((rendered.folder / METADATA_NAME).read_text())
+        return data
 
     # --- launch ------------------------------------------------------------------------------------------------
     def _preflight(self, rendered: RenderedKernel, request: LaunchRequest) -> None:
         if not credentials_configured():
             raise no_credentials_error()
-        meta = json.loads(rendered.metadata.read_text())
+        meta = self._metadata(rendered)
         problems = validate_metadata(meta, rendered.folder)
         if problems:
-            raise BadInputError(f"kernel metadata invalid: {'; '.join(problems)}", "this is a dispatch bug; report it")
+            raise InvalidJobError(
+                f"kernel metadata invalid: {'; '.join(problems)}", "this is a dispatch bug; report it"
+            )
         self._check_gpu_quota()
 
     def _check_gpu_quota(self) -> None:
@@ -216,10 +215,10 @@ class KaggleBackend(Backend):
                 f"wait until {getattr(stats, 'quota_refresh_time', 'the weekly reset')} or use --backend local",
             )
 
-    def _submit(self, rendered: RenderedKernel, request: LaunchRequest) -> dict[str, Any]:
+    def _submit(self, rendered: RenderedKernel, request: LaunchRequest) -> Launched:
         from kagglesdk.kernels.types.kernels_api_service import ApiSaveKernelRequest
 
-        meta = json.loads(rendered.metadata.read_text())
+        meta = self._metadata(rendered)
         push = ApiSaveKernelRequest()
         push.slug = meta["id"]
         push.new_title = meta["title"]
@@ -242,13 +241,7 @@ class KaggleBackend(Backend):
         version = getattr(response, "version_number", None)
         if not version:
             raise BackendUnavailableError("Kaggle accepted the push but returned no version number", "retry")
-        return {
-            "status": RunStatus.QUEUED,
-            "kaggle_owner": owner,
-            "kaggle_slug": slug,
-            "kaggle_version": int(version),
-            "started_at": utcnow(),
-        }
+        return Launched(RunStatus.QUEUED, {"owner": owner, "slug": slug, "version": int(version)})
 
     @staticmethod
     def _raise_push_error(response: Any) -> None:
@@ -271,11 +264,12 @@ class KaggleBackend(Backend):
     # --- pinned calls ------------------------------------------------------------------------------------------
     @staticmethod
     def _pinned(record: RunRecord, request: Any) -> Any:
-        if not record.kaggle_handle:
-            raise BadInputError(f"run {record.run_id} has no Kaggle version yet", "it may still be submitting")
-        request.user_name = record.kaggle_owner
-        request.kernel_slug = record.kaggle_slug
-        request.version_label = f"v{record.kaggle_version}"  # the API wants v<N>; a bare number is a 404
+        handle = record.handle
+        if not handle.get("version"):
+            raise InvalidJobError(f"run {record.run_id} has no Kaggle version yet", "it may still be submitting")
+        request.user_name = handle["owner"]
+        request.kernel_slug = handle["slug"]
+        request.version_label = f"v{handle['version']}"  # the API wants v<N>; a bare number is a 404
         return request
 
     def _poll(self, record: RunRecord) -> RemoteState:
@@ -284,7 +278,7 @@ class KaggleBackend(Backend):
         response = self._call(
             "get_kernel_session_status",
             self._pinned(record, ApiGetKernelSessionStatusRequest()),
-            f"the status of {record.kaggle_handle}",
+            f"the status of {self.describe(record.handle)}",
         )
         status = from_kaggle(response.status)
         reason = getattr(response, "failure_message", None) or None
@@ -317,7 +311,7 @@ class KaggleBackend(Backend):
         request = self._pinned(record, ApiListKernelSessionOutputRequest())
         request.page_size = OUTPUT_PAGE_SIZE
         request.page_token = token
-        return self._call("list_kernel_session_output", request, f"the output of {record.kaggle_handle}")
+        return self._call("list_kernel_session_output", request, f"the output of {self.describe(record.handle)}")
 
     def _logs(self, record: RunRecord) -> str:
         return _log_text(getattr(self._output_page(record, ""), "log", None) or "")
@@ -325,18 +319,19 @@ class KaggleBackend(Backend):
     def _cancel(self, record: RunRecord) -> RemoteState:
         from kagglesdk.kernels.types.kernels_api_service import ApiDeleteKernelRequest
 
-        if not record.kaggle_handle:  # the push never returned a version: there is nothing remote to stop
+        handle = record.handle
+        if not handle.get("version"):  # the push never returned a version: there is nothing remote to stop
             return RemoteState(RunStatus.CANCELLED, "cancelled by the user before Kaggle accepted the push")
         request = ApiDeleteKernelRequest()
-        request.user_name = record.kaggle_owner
-        request.kernel_slug = record.kaggle_slug  # the run's own kernel: its only version is N
+        request.user_name = handle["owner"]
+        request.kernel_slug = handle["slug"]  # the run's own kernel: its only version is N
         response = None
-        with contextlib.suppress(BadInputError):  # already gone (404): cancelling twice converges
-            response = self._call("delete_kernel", request, f"the cancel of {record.kaggle_handle}")
+        with contextlib.suppress(NotFoundError):  # already gone (404): cancelling twice converges
+            response = self._call("delete_kernel", request, f"the cancel of {self.describe(record.handle)}")
         error = getattr(response, "error_message", None)
         if error:  # like a push, a refused delete answers 200 with the reason in the body
             raise BackendUnavailableError(
-                f"Kaggle did not delete {record.kaggle_owner}/{record.kaggle_slug}: {error}",
+                f"Kaggle did not delete {handle['owner']}/{handle['slug']}: {error}",
                 f"retry `chexvision cancel {record.run_id}`, or delete the kernel on kaggle.com",
             )
         return RemoteState(RunStatus.CANCELLED, "cancelled by the user (Kaggle kernel version deleted)")
@@ -371,7 +366,7 @@ class KaggleBackend(Backend):
         offset = partial.stat().st_size if partial.exists() else 0
         try:
             self.client.download(url, partial, offset)
-        except CheXVisionError:
+        except DispatchError:
             raise
         except Exception as exc:
             raise translate_error(exc, f"the download of {target.name}") from exc
