@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from chexvision.config import SPLIT_SCHEMES
 from chexvision.errors import BadInputError, UnknownName
-from chexvision.models import list_models
+from chexvision.models.registry import list_models
 from dispatch import runs  # light: no jinja2, no SDK until a run is rendered or a backend called
 from dispatch.registry import RunRecord
 
@@ -47,6 +47,7 @@ __all__ = [
     "list_runs",
     "parse_data_source",
     "record_publication",
+    "repair_registry",
     "repo_root",
     "run_logs",
     "run_summary",
@@ -64,6 +65,8 @@ RESOURCES = "chexvision/data/resources"
 # `data synth` reads the few-KB NIH statistics, never the CSV.
 ALWAYS_RESOURCES = ("official_test.txt.gz", "nih_synth_stats.json.gz")
 CHEXNET_RESOURCES = ("chexnet_train.txt.gz", "chexnet_val.txt.gz", "chexnet_test.txt.gz")
+# File kinds the kernel needs from the package besides that data: source, templates (model card, reports), presets.
+SOURCE_SUFFIXES = (".py", ".j2", ".toml")
 # What the Kaggle Python image may lack or have too old: (distribution, minimum version, pinned install).
 # Everything else chexvision needs (torch, torchvision, numpy, pandas, pyarrow, opencv, scikit-learn, matplotlib,
 # pillow, jinja2, rich) is in the image.
@@ -257,7 +260,7 @@ def job_sources(root: Path, split_scheme: str | None = None) -> Sources:
     from dispatch.job import Sources
 
     wanted = ALWAYS_RESOURCES + (CHEXNET_RESOURCES if split_scheme == "chexnet" else ())
-    return Sources(root=root, include=(PACKAGE,), only={RESOURCES: wanted})
+    return Sources(root=root, include=(PACKAGE,), only={RESOURCES: wanted}, suffixes=SOURCE_SUFFIXES)
 
 
 def build_job(req: TrainRequest, data: dict[str, Any], run_id: str) -> JobSpec:
@@ -372,6 +375,14 @@ def follow_logs(run_id: str, **kwargs: Any) -> Iterator[str]:
 
 def cancel_run(run_id: str) -> RunRecord:
     return runs.cancel_run(home(), run_id)
+
+
+def repair_registry() -> tuple[Path, Path | None]:
+    """(the registry file, where an unreadable one was moved, or None when it was healthy or absent)."""
+    from dispatch.registry import DB_NAME
+    from dispatch.registry import repair_registry as move_aside
+
+    return home() / DB_NAME, move_aside(home())
 
 
 def record_publication(run_id: str, *, repo: str, revision: str | None, commit: str, tag: str) -> RunRecord:

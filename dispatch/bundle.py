@@ -1,16 +1,18 @@
 """The source bundle: a deterministic zip of a job's `Sources` (an allow-list of folders under one root).
 
 Sorted names, fixed timestamps and permissions: the same tree gives the same bytes and the same sha256. Only the
-folders the job names go in, never caches, tests, .git or binaries; a folder listed in `Sources.only` ships only
-the named files (package data the kernel reads). A file that is, or contains, a credential stops the build with
-the file's name, and so does a command line or environment value of the job that looks like one.
+folders the job names go in, never caches, tests, .git or binaries; only files whose suffix `Sources.suffixes`
+allows (when it names any); a folder listed in `Sources.only` ships only the named files (package data the kernel
+reads). Every file of those folders that is not a never-shipped binary is scanned for credentials by
+`dispatch.secrets` — its name, every byte whatever its size, and its decompressed content when it is compressed —
+and one that is, or holds, a credential stops the build with the file's name (never the secret). So does a
+command line or environment value of the job that looks like one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import re
 import subprocess
 import zipfile
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from dispatch.errors import InvalidJobError, SecretFoundError
 from dispatch.job import JobSpec, Sources
+from dispatch.secrets import find_secret, find_secret_in_text, scan_file, secret_name
 
 __all__ = [
     "Bundle",
@@ -33,27 +36,6 @@ _EXCLUDED_DIRS = {"__pycache__", ".git", ".mypy_cache", ".ruff_cache", ".pytest_
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".so", ".ckpt", ".safetensors", ".pt", ".parquet", ".egg-info")
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date zip can store
 
-# File names that are credentials whatever they hold.
-_SECRET_NAMES = {
-    ".env": "a dotenv file",
-    "kaggle.json": "Kaggle API credentials",
-    "access_token": "a Kaggle access token",
-    "id_rsa": "an SSH private key",
-    "id_ed25519": "an SSH private key",
-    ".netrc": "a netrc credentials file",
-    ".git-credentials": "git credentials",
-}
-_SECRET_SUFFIXES = {".pem": "a private key", ".key": "a private key", ".p12": "a certificate bundle"}
-# Contents that are credentials. Patterns are split so this file does not match itself if ever scanned.
-_SECRET_PATTERNS = [
-    (re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"), "a Hugging Face token"),
-    (re.compile(r"\bKGAT_[A-Za-z0-9]{20,}\b"), "a Kaggle API token"),
-    (re.compile(r"-----BEGIN ([A-Z]+ )?" + "PRIVATE KEY-----"), "a private key"),
-    (re.compile(r'"key"\s*:\s*"[0-9a-f]{32}"'), "a Kaggle API key"),
-    (re.compile(r"KAGGLE_KEY\s*[=:]\s*['\"]?[0-9a-f]{32}"), "a Kaggle API key"),
-    (re.compile(r"(HF_TOKEN|HUGGING_FACE_HUB_TOKEN)\s*[=:]\s*['\"]?hf_[A-Za-z0-9]{8,}"), "a Hugging Face token"),
-]
-
 
 @dataclass(frozen=True)
 class Bundle:
@@ -64,26 +46,6 @@ class Bundle:
     @property
     def size(self) -> int:
         return len(self.data)
-
-
-def find_secret(path: Path) -> str | None:
-    """What kind of secret `path` is or holds, or None."""
-    name = path.name
-    if name in _SECRET_NAMES or name.startswith(".env."):
-        return _SECRET_NAMES.get(name, "a dotenv file")
-    if path.suffix in _SECRET_SUFFIXES:
-        return _SECRET_SUFFIXES[path.suffix]
-    if path.stat().st_size > 2_000_000:
-        return None
-    return find_secret_in_text(path.read_bytes().decode("utf-8", errors="ignore"))
-
-
-def find_secret_in_text(text: str) -> str | None:
-    """What kind of credential `text` holds, or None."""
-    for pattern, what in _SECRET_PATTERNS:
-        if pattern.search(text):
-            return what
-    return None
 
 
 def check_job_secrets(job: JobSpec) -> None:
@@ -109,25 +71,42 @@ def _folder_files(root: Path, folder: str) -> list[Path]:
     return sorted(base.rglob("*"))
 
 
-def bundle_files(sources: Sources) -> list[str]:
-    """Archive names (posix, relative to the root) that go into the bundle, sorted. Checks each for secrets."""
-    root = sources.root
-    only = {k.rstrip("/"): tuple(v) for k, v in sources.only.items()}
-    names: list[str] = []
+def _candidates(sources: Sources) -> list[Path]:
+    """Every file under the included folders, minus cache folders (and what is no plain file)."""
+    files: list[Path] = []
     for folder in sources.include:
-        for path in _folder_files(root, folder):
-            rel = path.relative_to(root)
+        for path in _folder_files(sources.root, folder):
+            rel = path.relative_to(sources.root)
             if any(part in _EXCLUDED_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]):
                 continue
-            if not path.is_file() or path.is_symlink():
-                continue
-            what = find_secret(path)
+            if path.is_file() and not path.is_symlink():
+                files.append(path)
+    return files
+
+
+def bundle_files(sources: Sources) -> list[str]:
+    """Archive names (posix, relative to the root) that go into the bundle, sorted. Scans each file for secrets."""
+    only = {k.rstrip("/"): tuple(v) for k, v in sources.only.items()}
+    names: list[str] = []
+    for path in _candidates(sources):
+        posix = path.relative_to(sources.root).as_posix()
+        if path.name.endswith(_EXCLUDED_SUFFIXES):  # never shipped; still refused when named like a credential
+            what = secret_name(path)
             if what:
-                raise SecretFoundError(rel.as_posix(), what)
-            if path.name.endswith(_EXCLUDED_SUFFIXES) or not _shipped(rel.as_posix(), only):
-                continue
-            names.append(rel.as_posix())
+                raise SecretFoundError(posix, what)
+            continue
+        scan_file(path, posix)
+        if not _shipped(posix, only) or not _allowed_suffix(posix, only, sources.suffixes):
+            continue
+        names.append(posix)
     return sorted(set(names))
+
+
+def _allowed_suffix(posix: str, only: dict[str, tuple[str, ...]], suffixes: tuple[str, ...]) -> bool:
+    """Package data named in `only` ships whatever its suffix; other files only with an allowed suffix."""
+    if not suffixes or any(posix.startswith(folder + "/") for folder in only):
+        return True
+    return posix.endswith(suffixes)
 
 
 def build_bundle(sources: Sources) -> Bundle:

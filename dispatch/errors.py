@@ -14,16 +14,20 @@ __all__ = [
     "BackendUnavailableError",
     "CapabilityError",
     "DispatchError",
+    "InvalidCredentialsError",
     "InvalidJobError",
     "KernelTooLargeError",
     "NotFoundError",
     "OutputsMissingError",
     "PushRejectedError",
+    "RegistryCorruptError",
+    "RegistryError",
     "RunEndedError",
     "RunNotFinishedError",
     "SecretFoundError",
     "UnknownBackendError",
     "UnknownRunError",
+    "UnscannableFileError",
 ]
 
 
@@ -55,6 +59,47 @@ class SecretFoundError(DispatchError):
         )
         self.path = path
         self.what = what
+
+
+class UnscannableFileError(DispatchError):
+    """A file that would enter the bundle cannot be read back whole (corrupt compression): it cannot be vouched for."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(
+            f"refusing to bundle {path}: it cannot be scanned for secrets ({problem})", "repair or remove the file"
+        )
+        self.path = path
+        self.problem = problem
+
+
+class RegistryError(DispatchError):
+    """The run registry (`<home>/runs.db`) cannot be used (locked past the timeout, unreadable, a folder)."""
+
+    def __init__(self, path: Path, problem: str, hint: str | None = None) -> None:
+        super().__init__(f"cannot use the run registry {path}: {problem}", hint)
+        self.path = path
+        self.problem = problem
+
+
+class RegistryCorruptError(RegistryError):
+    """The registry file is not a readable SQLite database (corrupt, truncated, or another kind of file)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            path,
+            f"it is not a readable SQLite database ({problem})",
+            "move it aside with `chexvision status --repair` (or rename it by hand); a new empty registry is then"
+            " created and the old file is kept for recovery",
+        )
+
+
+class InvalidCredentialsError(DispatchError):
+    """A credentials file that cannot work as it is (bad JSON, a missing field): the user's to fix, not Kaggle's."""
+
+    def __init__(self, path: Path, problem: str, hint: str) -> None:
+        super().__init__(f"Kaggle credentials file {path} is not usable: {problem}", hint)
+        self.path = path
+        self.problem = problem
 
 
 class KernelTooLargeError(DispatchError):

@@ -46,12 +46,17 @@ PLACEHOLDERS = (PYTHON, DATA, OUTPUT, SCRATCH)
 
 @dataclass(frozen=True)
 class Sources:
-    """What goes into the bundle: folders under `root`, each shipped whole minus caches, tests and binaries."""
+    """What goes into the bundle: folders under `root`, minus caches, tests and binaries, narrowed by the allow-lists.
+
+    Whatever is shipped or not, every file of these folders is scanned for credentials before anything is built.
+    """
 
     root: Path  # the tree the names below are relative to (the bundle's archive names are relative to it too)
     include: tuple[str, ...]  # posix folders relative to root, e.g. ("mypkg",); each must exist
     # folder -> the only file names shipped from it (package data allow-list); a folder not listed ships whole
     only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # the file suffixes shipped from the other folders, e.g. (".py", ".j2"); (): every file but binaries
+    suffixes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

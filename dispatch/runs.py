@@ -98,7 +98,6 @@ def _prepare(
 ) -> tuple[LaunchRequest, Bundle, RenderedKernel]:
     from dispatch.bundle import build_bundle, check_job_secrets, source_git_sha
 
-    backend.check(job)
     check_job_secrets(job)
     bundle = build_bundle(job.sources)
     request = LaunchRequest(job=job, bundle=bundle, git_sha=source_git_sha(job.sources), parent=parent)
@@ -133,6 +132,10 @@ def submit(job: JobSpec, home: Path, *, backend: str | None = None, dry_run_out:
     """
     name = backend or choose_backend()[0]
     impl = get_backend(name, home)
+    impl.check(job)  # what the backend cannot run, or is not set up for, is refused before anything is written
+    if dry_run_out is None:
+        with Registry.at(home) as reg:  # and so is an unusable registry
+            reg.list(limit=1)
     parent = _parent(home, job, name)
     request, bundle, rendered = _prepare(job, impl, parent, dry_run_out or home / "kernels" / job.run_id)
 

@@ -1,8 +1,10 @@
 """Follow dispatched runs: list and refresh them from their backend, read logs, watch, cancel, record results.
 
 Functions return data and raise typed errors; nothing here prints. Each opens the registry of `home` for the call
-only. A caller that wants a summary of a run's outputs while it runs (a metric from a history file) passes
-`summarize`: it is called on the output folder of backends with live outputs, and its result stored in `summary`.
+only. Two refreshes may run at once (`status --watch` in one terminal, `status` in another): each writes only if the
+run is still as it read it, so a slower one never overwrites a newer status with an older one. A caller that wants
+a summary of a run's outputs while it runs (a metric from a history file) passes `summarize`: it is called on the
+output folder of backends with live outputs, and its result stored in `summary`.
 """
 
 from __future__ import annotations
@@ -52,8 +54,11 @@ def _refresh(home: Path, record: RunRecord, backends: dict[str, Backend], summar
             updates["summary"] = summary
     if not updates:
         return record
+    # `record` was read before the backend was asked: write only if no other refresh changed the run meanwhile
+    # (a stale read must not overwrite a newer status or summary); the registry also never moves a status back.
+    seen = {"status": record.status, "failure_reason": record.failure_reason, "summary": record.summary}
     with Registry.at(home) as reg:
-        return reg.update(record.run_id, **updates)
+        return reg.update(record.run_id, expect=seen, **updates)
 
 
 def list_runs(

@@ -119,3 +119,82 @@ def test_a_secret_in_a_command_line_is_refused(tmp_path: Path) -> None:
     job = JobSpec("r", "x", Sources(tmp_path, ()), (Step("s", ("run", "--token", "hf_" + "b" * 34)),))
     with pytest.raises(SecretFoundError, match="Hugging Face token"):
         check_job_secrets(job)
+
+
+# --- issue 10, defect 1: every byte of every file is scanned, compressed ones decompressed, none skipped by size
+
+HF_TOKEN = "hf_" + "Zq7Xw2Lm9Pv4Rt6Yb8Nc1Kd3Fg5Hj0Ls2Ua"  # the shape of a real one: hf_ + 34 letters and digits
+KAGGLE_KEY = "3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e"  # 32 hex digits
+
+
+def _gzip(text: str) -> bytes:
+    import gzip
+
+    return gzip.compress(text.encode(), mtime=0)
+
+
+def _zip(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _big(secret: str) -> bytes:
+    """Over 2 MB with the secret near the end (it used to be skipped unscanned)."""
+    return b"x = 1\n" * 400_000 + f"token = '{secret}'\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "what"),
+    [
+        ("keys.py", f'kaggle_key = "{KAGGLE_KEY}"\n'.encode(), "a Kaggle API key"),
+        ("cfg.toml", f"KAGGLE_KEY={KAGGLE_KEY}\n".encode(), "a Kaggle API key"),
+        ("big_table.py", _big(HF_TOKEN), "a Hugging Face token"),
+        ("stats.json.gz", _gzip(f'{{"note": "{HF_TOKEN}"}}'), "a Hugging Face token"),
+        ("renamed.bin", _gzip(f"token={HF_TOKEN}"), "a Hugging Face token"),  # told by magic bytes, not the name
+        ("bundle.zip", _zip("inner/conf.py", _gzip(f"k = '{HF_TOKEN}'")), "a Hugging Face token"),  # nested
+        ("data.txt.bz2", __import__("bz2").compress(f"kaggle_key: '{KAGGLE_KEY}'".encode()), "a Kaggle API key"),
+        ("data.txt.xz", __import__("lzma").compress(HF_TOKEN.encode()), "a Hugging Face token"),
+    ],
+)
+def test_every_byte_is_scanned(tree: Path, name: str, content: bytes, what: str) -> None:
+    (tree / "chexvision" / "data" / name).write_bytes(content)
+    with pytest.raises(SecretFoundError) as info:
+        build_bundle(sources(tree))
+    assert info.value.path == f"chexvision/data/{name}" and info.value.what == what
+    for secret in (HF_TOKEN, KAGGLE_KEY):
+        assert secret not in info.value.one_line()
+
+
+def test_a_token_across_a_chunk_boundary_is_found(tmp_path: Path) -> None:
+    from dispatch.secrets import _CHUNK, find_secret
+
+    path = tmp_path / "edge.py"
+    path.write_bytes(b"#" * (_CHUNK - 10) + HF_TOKEN.encode() + b"\n")  # starts 10 bytes before the boundary
+    assert find_secret(path) == "a Hugging Face token"
+
+
+def test_a_compressed_file_that_cannot_be_read_is_refused(tree: Path) -> None:
+    from dispatch.errors import UnscannableFileError
+
+    (tree / "chexvision" / "data" / "broken.gz").write_bytes(_gzip("plain text " * 100)[:40])
+    with pytest.raises(UnscannableFileError, match=r"chexvision/data/broken\.gz.*gzip"):
+        build_bundle(sources(tree))
+
+
+def test_only_source_templates_presets_and_named_data_ship(tree: Path) -> None:
+    (tree / "chexvision" / "data" / "notes.txt").write_text("scratch notes")
+    (tree / "chexvision" / "data" / "dump.csv").write_text("a,b\n1,2\n")
+    names = bundle_files(sources(tree))
+    assert "chexvision/data/notes.txt" not in names and "chexvision/data/dump.csv" not in names
+    assert "chexvision/presets/smoke.toml" in names and "chexvision/hub/templates/modelcard.md.j2" in names
+    assert {n.rsplit(".", 1)[-1] for n in names} <= {"py", "j2", "toml", "gz"}
+
+
+def test_the_real_resources_are_scanned_decompressed_and_pass() -> None:
+    """The shipped package data is gzip: it goes through the decompressing scan (and holds no secret)."""
+    from dispatch.secrets import find_secret
+
+    for name in ("official_test.txt.gz", "nih_synth_stats.json.gz"):
+        assert find_secret(repo_root() / "chexvision" / "data" / "resources" / name) is None

@@ -348,3 +348,69 @@ def test_metadata_validation_catches_what_kaggle_would_reject(tmp_path: Path) ->
     assert "missing.py" in problems
     mismatch = dict(good, title="another title here")
     assert "does not slugify" in validate_metadata(mismatch, tmp_path)[0]
+
+
+# --- issue 10, defect 10: a kaggle.json that cannot work is bad input naming the file, not "Kaggle rejected" exit 3
+
+KEY = "3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"username": "alice", "key": "' + KEY + '"', "not valid JSON (line 1 column"),
+        ("", "not valid JSON"),
+        (json.dumps({"username": "alice"}), 'no "key"'),
+        (json.dumps({"username": "alice", "key": ""}), 'no "key"'),
+        (json.dumps({"key": KEY}), 'no "username"'),
+        (json.dumps(["alice", KEY]), "not a JSON object"),
+    ],
+)
+def test_unusable_kaggle_json_is_refused_naming_the_file(content: str, problem: str) -> None:
+    from dispatch.backends.kaggle.client import KaggleClient
+    from dispatch.errors import InvalidCredentialsError
+
+    path = Path(os.environ["KAGGLE_CONFIG_DIR"]) / "kaggle.json"
+    path.write_text(content)
+    path.chmod(0o600)
+    with pytest.raises(InvalidCredentialsError) as info:
+        KaggleClient()._api()  # checked before the kaggle package is imported (it would exit on authentication)
+    line = info.value.one_line()
+    assert info.value.exit_code == 2 and str(path) in line and problem in line
+    assert KEY not in line and "alice" not in line  # the file's content is never shown
+
+
+def test_unusable_kaggle_json_stops_dispatch_before_anything_is_built(fake: FakeKaggle) -> None:
+    path = Path(os.environ["KAGGLE_CONFIG_DIR"]) / "kaggle.json"
+    path.write_text('{"username": "alice"}')
+    out = CliRunner().invoke(app, ["dispatch", "train", "--model", "densenet", "--backend", "kaggle"])
+    assert out.exit_code == 2, out.output
+    assert f"Kaggle credentials file {path} is not usable" in out.stderr and "rejected" not in out.stderr
+    assert fake.calls == [] and runs.list_runs(refresh=False) == []
+    assert not (runs.home() / "kernels").exists()  # refused before the kernel was rendered
+
+
+def test_environment_credentials_take_precedence_over_a_broken_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dispatch.backends.kaggle.client import check_credentials_file
+
+    (Path(os.environ["KAGGLE_CONFIG_DIR"]) / "kaggle.json").write_text("{oops")
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    check_credentials_file()  # the client would not read the file: nothing to refuse
+
+
+def test_a_kaggle_json_readable_by_others_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    from dispatch.backends.kaggle.client import check_credentials_file
+
+    path = Path(os.environ["KAGGLE_CONFIG_DIR"]) / "kaggle.json"
+    path.write_text(json.dumps({"username": "alice", "key": KEY}))
+    path.chmod(0o644)
+    with caplog.at_level("WARNING"):
+        check_credentials_file()
+    assert f"chmod 600 {path}" in caplog.text and "readable by other users" in caplog.text
+    assert KEY not in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level("WARNING"):
+        check_credentials_file()
+    assert caplog.text == ""

@@ -19,14 +19,14 @@ from dispatch.registry import Registry
 from dispatch.status import RunStatus
 
 # A stand-in for `python -m chexvision`: `data synth` makes a folder, `train` writes a valid run directory.
-# STUB_MODE in the environment selects a failure or a long sleep.
+# CHEXVISION_STUB_MODE in the environment selects a failure or a long sleep.
 STUB_MAIN = r"""
 import json, os, struct, sys, time
 from pathlib import Path
 args = sys.argv[1:]
 def opt(name):
     return args[args.index(name) + 1]
-mode = os.environ.get("STUB_MODE", "ok")
+mode = os.environ.get("CHEXVISION_STUB_MODE", "ok")
 if args[:2] == ["data", "synth"]:
     Path(opt("--out")).mkdir(parents=True, exist_ok=True)
     print("synth done")
@@ -40,6 +40,8 @@ if args[0] == "train":
         time.sleep(120)
     out = Path(opt("--out"))
     out.mkdir(parents=True, exist_ok=True)
+    if mode == "env":  # what the kernel's step was given
+        (out / "env.json").write_text(json.dumps(dict(os.environ)))
     for name, data in {"run.json": {"run_id": opt("--run-id"), "status": "complete", "resumed": "--resume" in args},
                        "config.json": {"model": {"name": opt("--model"), "kwargs": {}}},
                        "history.json": {"epochs": [], "best_epoch": 1, "best_val_macro_auc": 0.93},
@@ -112,7 +114,7 @@ def test_resume_links_parent_and_passes_resume(stub_tree: Path) -> None:
 
 
 def test_failing_kernel_leaves_reason(stub_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUB_MODE", "fail")
+    monkeypatch.setenv("CHEXVISION_STUB_MODE", "fail")
     result = runs.dispatch_train(runs.TrainRequest(model="densenet", backend="local"))
     record = _wait_terminal(result.run_id)
     assert record.status == RunStatus.ERROR
@@ -125,8 +127,35 @@ def test_failing_kernel_leaves_reason(stub_tree: Path, monkeypatch: pytest.Monke
     assert fetched.exit_code == 1 and "ended error" in fetched.stderr
 
 
+def test_the_kernel_gets_no_token_of_this_environment(stub_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10, defect 1: the local kernel sees only what it needs, as a Kaggle kernel does — never a credential."""
+    token, key = "hf_" + "Zq7Xw2Lm9Pv4Rt6Yb8Nc1Kd3Fg5Hj0Ls2Ua", "3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e"
+    planted = {
+        "HF_TOKEN": token,
+        "HUGGING_FACE_HUB_TOKEN": token,
+        "KAGGLE_USERNAME": "alice",
+        "KAGGLE_KEY": key,
+        "AWS_SECRET_ACCESS_KEY": "abc/def",
+        "CHEXVISION_HF_TOKEN": token,  # an allowed prefix does not let a token through
+        "CHEXVISION_NOTE": f"see {token}",  # nor does a harmless name with a token for a value
+        "HTTPS_PROXY": "http://bob:hunter2@proxy:3128",
+        "CHEXVISION_STUB_MODE": "env",
+    }
+    for name, value in planted.items():
+        monkeypatch.setenv(name, value)
+    result = runs.dispatch_train(runs.TrainRequest(model="densenet", backend="local"))
+    record = _wait_terminal(result.run_id)
+    assert record.status == RunStatus.COMPLETE, record.failure_reason
+    env = json.loads((Path(record.handle["dir"]) / "working" / "env.json").read_text())
+    assert not (set(planted) - {"CHEXVISION_STUB_MODE"}) & set(env), sorted(env)
+    assert not any(secret in value for value in env.values() for secret in (token, key, "hunter2"))
+    assert env["HF_HUB_DISABLE_IMPLICIT_TOKEN"] == "1"  # a token saved under HF_HOME is not picked up either
+    assert env["PATH"] == os.environ["PATH"] and env["CHEXVISION_STUB_MODE"] == "env"  # what it needs is there
+    assert env["DISPATCH_RUN_ID"] == result.run_id
+
+
 def test_cancel_terminates_process_group(stub_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUB_MODE", "sleep")
+    monkeypatch.setenv("CHEXVISION_STUB_MODE", "sleep")
     result = runs.dispatch_train(runs.TrainRequest(model="densenet", backend="local"))
     record = runs.get_run(result.run_id)
     pid, pid_start = record.handle["pid"], record.handle["pid_start"]
@@ -155,7 +184,7 @@ def runs_process_alive(pid: int | None, start: str | None) -> bool:
 
 
 def test_vanished_process_reads_error(stub_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STUB_MODE", "sleep")
+    monkeypatch.setenv("CHEXVISION_STUB_MODE", "sleep")
     result = runs.dispatch_train(runs.TrainRequest(model="densenet", backend="local"))
     record = runs.get_run(result.run_id)
     assert record.handle["pid"]
@@ -191,6 +220,6 @@ def test_wait_and_follow(stub_tree: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert data["status"] == "complete" and data["bundle_size"] > 0
     follow = CliRunner().invoke(app, ["logs", data["run_id"], "--follow"])
     assert follow.exit_code == 0 and "[chexvision" in follow.stdout and "complete" in follow.stdout
-    monkeypatch.setenv("STUB_MODE", "fail")
+    monkeypatch.setenv("CHEXVISION_STUB_MODE", "fail")
     failed = CliRunner().invoke(app, ["dispatch", "train", "--model", "densenet", "--backend", "local", "--wait"])
     assert failed.exit_code == 1

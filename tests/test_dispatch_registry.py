@@ -98,7 +98,9 @@ def test_wal_and_explicit_open(tmp_path: Path) -> None:
 def test_migrates_an_old_database(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     conn = sqlite3.connect(path)
-    conn.executescript(MIGRATIONS[0])
+    first = MIGRATIONS[0]
+    assert isinstance(first, str)
+    conn.executescript(first)
     conn.execute(
         "INSERT INTO runs (run_id, backend, model, status, created_at, updated_at) "
         "VALUES ('old', 'local', 'seresnet', 'complete', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
@@ -172,3 +174,108 @@ def test_two_processes_at_once(tmp_path: Path) -> None:
         runs = reg.list()
         assert len(runs) == 120 and all(r.status is RunStatus.RUNNING for r in runs)
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# --- issue 10, defect 2: a corrupt, truncated or non-SQLite runs.db is a typed error and can be moved aside
+
+
+def _filled(path: Path, runs: int = 300) -> None:
+    """A registry big enough to span many pages, checkpointed into the main file."""
+    with Registry.open(path) as reg:
+        for i in range(runs):
+            reg.add(RunRecord(run_id=f"densenet-20260101-0000-{i:04x}", backend="local", label="densenet",
+                              command=["--set", "x" * 200]))  # fmt: skip
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()  # the last connection: SQLite removes -wal and -shm
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def _truncate(path: Path) -> None:
+    _filled(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _overwrite_pages(path: Path) -> None:
+    _filled(path)
+    data = bytearray(path.read_bytes())
+    data[4096:12288] = os.urandom(8192)  # the pages after the header hold the schema and the first rows
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_text("this is not a database\n"),
+        lambda p: p.write_bytes(b"PK\x03\x04" + os.urandom(5000)),
+        _truncate,
+        _overwrite_pages,
+    ],
+    ids=["text", "zip", "truncated", "overwritten-pages"],
+)
+def test_a_damaged_registry_is_a_typed_error_naming_the_file(tmp_path: Path, damage: object) -> None:
+    from dispatch.errors import RegistryCorruptError
+
+    path = tmp_path / "runs.db"
+    damage(path)  # type: ignore[operator]
+    before = path.read_bytes()
+    with pytest.raises(RegistryCorruptError) as info, Registry.open(path) as reg:
+        reg.list()
+        reg.get("densenet-20260101-0000-0001")
+    assert info.value.exit_code == 2 and str(path) in info.value.one_line()
+    assert "chexvision status --repair" in info.value.one_line()
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]  # nothing written beside it
+
+
+def test_repair_moves_the_damaged_file_and_its_wal_aside(tmp_path: Path) -> None:
+    from dispatch.registry import repair_registry
+
+    (tmp_path / "other.txt").write_text("untouched")
+    (tmp_path / "runs.db").write_text("garbage")
+    (tmp_path / "runs.db-wal").write_text("stale wal")
+    moved = repair_registry(tmp_path)
+    assert moved is not None and moved.read_text() == "garbage"
+    assert moved.with_name(moved.name + "-wal").read_text() == "stale wal"
+    assert not (tmp_path / "runs.db").exists() and not (tmp_path / "runs.db-wal").exists()
+    assert (tmp_path / "other.txt").read_text() == "untouched"
+    with Registry.at(tmp_path) as reg:  # a new, empty registry
+        assert reg.list() == []
+        reg.add(RunRecord(run_id="a", backend="local", label="m"))
+    assert repair_registry(tmp_path) is None  # healthy: nothing to do
+    assert repair_registry(tmp_path / "nowhere") is None
+
+
+def test_repair_finds_a_truncated_file(tmp_path: Path) -> None:
+    from dispatch.registry import repair_registry
+
+    _truncate(tmp_path / "runs.db")
+    assert repair_registry(tmp_path) is not None and not (tmp_path / "runs.db").exists()
+
+
+# --- issue 10, defect 11: updates are conditional and the lifecycle only goes forward
+
+
+def test_an_ended_run_keeps_its_status(tmp_path: Path) -> None:
+    with Registry.open(tmp_path / "runs.db") as reg:
+        reg.add(RunRecord(run_id="a", backend="local", label="m", status=RunStatus.RUNNING))
+        reg.update("a", status=RunStatus.COMPLETE, finished_at="2026-01-01T00:00:00Z")
+        after = reg.update("a", status=RunStatus.ERROR, failure_reason="late", finished_at="x", output_dir="/o")
+        assert after.status == RunStatus.COMPLETE and after.failure_reason is None
+        assert after.finished_at == "2026-01-01T00:00:00Z" and after.output_dir == "/o"  # other fields still set
+        reg.add(RunRecord(run_id="b", backend="local", label="m", status=RunStatus.RUNNING))
+        assert reg.update("b", status=RunStatus.QUEUED).status == RunStatus.RUNNING  # never backwards
+        assert reg.update("b", status=RunStatus.CANCELLED).status == RunStatus.CANCELLED
+
+
+def test_an_update_expecting_an_older_row_writes_nothing(tmp_path: Path) -> None:
+    with Registry.open(tmp_path / "runs.db") as reg:
+        reg.add(RunRecord(run_id="a", backend="local", label="m", status=RunStatus.RUNNING))
+        stale = reg.get("a")
+        reg.update("a", summary={"best_val_auc": 0.9})
+        kept = reg.update("a", expect={"summary": stale.summary}, summary={"best_val_auc": 0.5})
+        assert kept.summary == {"best_val_auc": 0.9} and reg.get("a").summary == {"best_val_auc": 0.9}
+        fresh = reg.update("a", expect={"status": "running", "summary": kept.summary}, summary={"best_val_auc": 0.95})
+        assert fresh.summary == {"best_val_auc": 0.95}
+        with pytest.raises(ValueError, match="colour"):
+            reg.update("a", expect={"colour": "red"}, status="running")

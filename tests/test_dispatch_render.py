@@ -94,7 +94,8 @@ def test_too_large_kernel_names_its_size(tmp_path: Path, monkeypatch: pytest.Mon
     root = tmp_path / "tree"
     (root / "chexvision").mkdir(parents=True)
     (root / "chexvision" / "__init__.py").write_text("")
-    (root / "chexvision" / "big.bin").write_bytes(random.Random(0).randbytes(800_000))  # incompressible
+    # incompressible, and a suffix the bundle ships (a .bin would not go in)
+    (root / "chexvision" / "big.py").write_bytes(random.Random(0).randbytes(800_000))
     monkeypatch.setattr(runs, "repo_root", lambda: root)
     with pytest.raises(KernelTooLargeError) as info:
         runs.dispatch_train(runs.TrainRequest(model="densenet", backend="kaggle"), dry_run_out=tmp_path / "k")

@@ -197,10 +197,17 @@ def status(
     run_id: Annotated[str | None, typer.Argument(help="One run's detail (default: a table of runs).")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh with backoff until the run(s) end.")] = False,
     as_json: JsonOpt = False,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Move an unreadable run registry (runs.db) aside and start a new one."),
+    ] = False,
 ) -> None:
     """Runs and their status. Exit code: 0 complete or running, 1 error or cancelled, 3 backend unreachable."""
     from chexvision import remote
 
+    if repair:
+        _repair_registry(as_json)
+        return
     if run_id is None:
         records = remote.wait_for_runs() if watch else remote.list_runs()
         if as_json:
@@ -229,6 +236,18 @@ def status(
     else:
         _print_detail(record, remote.run_logs(run_id))
     raise typer.Exit(_status_exit(record))
+
+
+def _repair_registry(as_json: bool) -> None:
+    from chexvision import remote
+
+    path, moved = remote.repair_registry()
+    if as_json:
+        typer.echo(json.dumps({"registry": str(path), "moved_to": str(moved) if moved else None}))
+    elif moved is None:
+        _stderr().print(f"the run registry {path} is readable (or absent); nothing to repair")
+    else:
+        _stderr().print(f"moved the unreadable run registry to {moved}; a new empty registry starts at {path}")
 
 
 def logs(

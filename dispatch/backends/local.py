@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,20 @@ from dispatch.status import RunStatus
 if TYPE_CHECKING:
     from dispatch.render import RenderedKernel
 
-__all__ = ["LocalBackend", "process_alive", "process_start_time"]
+__all__ = ["LocalBackend", "kernel_environment", "process_alive", "process_start_time"]
 
 LOG_NAME = "kernel.log"
 _TERMINATE_GRACE_S = 5.0
+# What the kernel gets of this process's environment (a Kaggle kernel starts with none of it): the system's
+# basics, the caller's own settings, GPU and thread settings, offline switches and cache folders. Never a token.
+_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "TEMP", "TMP",
+    "SYSTEMROOT", "CI", "MPLBACKEND", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+    "HF_ENDPOINT", "TRANSFORMERS_OFFLINE", "TORCH_HOME", "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+})  # fmt: skip
+_ENV_PREFIXES = ("LC_", "CHEXVISION_", "DISPATCH_KERNEL_", "CUDA_", "NVIDIA_", "OMP_", "MKL_", "PYTORCH_")
+_SECRET_NAME_PARTS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
 
 
 def process_start_time(pid: int) -> str | None:
@@ -40,6 +51,28 @@ def process_start_time(pid: int) -> str | None:
     # The command name (field 2) may hold spaces; fields after the closing parenthesis are plain.
     fields = stat.rsplit(")", 1)[1].split()
     return fields[19]
+
+
+def kernel_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of `environ` the kernel may see: the allow-list above, minus anything credential-like.
+
+    A name that mentions a token, key, secret or password is dropped even when its prefix is allowed, and so is a
+    value that holds a credential (a proxy URL with a password in it). huggingface_hub would still find a token
+    saved under HF_HOME, so implicit tokens are switched off: the HF token never leaves the user's side.
+    """
+    from dispatch.secrets import find_secret_in_text
+
+    kept: dict[str, str] = {}
+    for name, value in environ.items():
+        if name not in _ENV_NAMES and not name.startswith(_ENV_PREFIXES):
+            continue
+        if any(part in name.upper() for part in _SECRET_NAME_PARTS) or find_secret_in_text(value):
+            continue
+        if "proxy" in name.lower() and "@" in value:  # user:password@host
+            continue
+        kept[name] = value
+    kept["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+    return kept
 
 
 def _is_zombie(pid: int) -> bool:
@@ -95,7 +128,7 @@ class LocalBackend(Backend):
         if request.parent is not None:
             needs = request.job.outputs.parent_files
             self._attach_parent_output(request.parent, root / "input" / request.parent.run_id, needs)
-        env = dict(os.environ)
+        env = kernel_environment(os.environ)
         env.update(
             DISPATCH_KERNEL_INPUT=str(root / "input"),
             DISPATCH_KERNEL_WORKING=str(root / "working"),

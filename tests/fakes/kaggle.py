@@ -152,6 +152,7 @@ def fake_kaggle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
     monkeypatch.setattr(kaggle_backend, "backoff_sleep", lambda s: fake.calls.append(("sleep", s)))
     config = Path(os.environ["KAGGLE_CONFIG_DIR"])
     (config / "kaggle.json").write_text(json.dumps({"username": "alice", "key": "not-a-real-key"}))
+    (config / "kaggle.json").chmod(0o600)  # as the kaggle client asks; a readable one is warned about
     return fake
 
 

@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatch.backends.base import MARKER_NAME, Backend, Capabilities, Launched, LaunchRequest, RemoteState, read_marker
-from dispatch.backends.kaggle.client import KaggleClient, credentials_configured, no_credentials_error
+from dispatch.backends.kaggle.client import (
+    KaggleClient,
+    check_credentials_file,
+    credentials_configured,
+    no_credentials_error,
+)
 from dispatch.backends.kaggle.metadata import (
     GPU_SHAPES,
     METADATA_NAME,
@@ -32,6 +37,7 @@ from dispatch.backends.kaggle.metadata import (
     validate_metadata,
 )
 from dispatch.errors import BackendUnavailableError, DispatchError, InvalidJobError, NotFoundError, PushRejectedError
+from dispatch.job import JobSpec
 from dispatch.registry import RunRecord
 from dispatch.status import RunStatus, from_kaggle
 
@@ -101,6 +107,11 @@ class KaggleBackend(Backend):
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return None if credentials_configured() else "no Kaggle credentials configured"
+
+    def check(self, job: JobSpec) -> None:
+        """The shared checks, then a kaggle.json that cannot work is refused before anything is built."""
+        super().check(job)
+        check_credentials_file()
 
     @property
     def client(self) -> Any:

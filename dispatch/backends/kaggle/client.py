@@ -11,15 +11,27 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dispatch.errors import BackendUnavailableError
+from dispatch.errors import BackendUnavailableError, InvalidCredentialsError
 
-__all__ = ["KaggleClient", "configured_username", "credentials_configured", "kaggle_config_dir", "no_credentials_error"]
+__all__ = [
+    "KaggleClient",
+    "check_credentials_file",
+    "configured_username",
+    "credentials_configured",
+    "kaggle_config_dir",
+    "no_credentials_error",
+]
+
+log = logging.getLogger(__name__)
+_TOKEN_PAGE = "download a new API token from https://www.kaggle.com/settings"
 
 
 def kaggle_config_dir() -> Path:
@@ -67,6 +79,44 @@ def configured_username() -> str | None:
     return str(name) if name else None
 
 
+def _uses_kaggle_json() -> bool:
+    """Whether the client would read kaggle.json (no token and no KAGGLE_USERNAME + KAGGLE_KEY come first)."""
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return False
+    tokens = Path.home() / ".kaggle"
+    if (tokens / "access_token").is_file() or (tokens / "access_token.txt").is_file():
+        return False
+    return not (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"))
+
+
+def check_credentials_file() -> None:
+    """Refuse a kaggle.json the client would read that cannot work (bad JSON, no "username" or "key"); warn, as
+    the kaggle client does, when other users can read it. Never networks, never shows the file's content.
+
+    Without this the client fails at authentication and all a user sees is "Kaggle rejected the credentials".
+    """
+    path = kaggle_config_dir() / "kaggle.json"
+    if not _uses_kaggle_json() or not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidCredentialsError(path, "it is not UTF-8 text", _TOKEN_PAGE) from None
+    except ValueError as exc:
+        where = f"line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "?"
+        raise InvalidCredentialsError(path, f"it is not valid JSON ({where})", _TOKEN_PAGE) from None
+    except OSError as exc:
+        raise InvalidCredentialsError(path, f"it cannot be read ({exc.strerror})", "check its permissions") from None
+    if not isinstance(data, dict):
+        raise InvalidCredentialsError(path, "it is not a JSON object", _TOKEN_PAGE)
+    missing = [k for k in ("username", "key") if not isinstance(data.get(k), str) or not data[k].strip()]
+    if missing:
+        names = " and ".join(f'"{k}"' for k in missing)
+        raise InvalidCredentialsError(path, f"it has no {names}", _TOKEN_PAGE)
+    if os.name == "posix" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("warning: your Kaggle API key %s is readable by other users; run `chmod 600 %s`", path, path)
+
+
 class KaggleClient:
     """Thin adapter over `kaggle.api.kaggle_api_extended.KaggleApi` and its kagglesdk kernels client."""
 
@@ -77,6 +127,7 @@ class KaggleClient:
         if self._kaggle is None:
             if not credentials_configured():
                 raise no_credentials_error()
+            check_credentials_file()
             sink = io.StringIO()
             try:
                 with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
