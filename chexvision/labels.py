@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -15,6 +17,7 @@ __all__ = [
     "format_labels",
     "is_abnormal",
     "label_matrix",
+    "label_string_problem",
     "labels_to_vector",
     "parse_labels",
     "patient_id_from_filename",
@@ -65,6 +68,39 @@ def parse_labels(text: str) -> list[str]:
     if not names:
         raise ValueError(f"empty label string {text!r}")
     return sorted(names, key=_INDEX.__getitem__)
+
+
+@lru_cache(maxsize=4096)
+def label_string_problem(text: object) -> str | None:
+    """None when `text` is an NIH label string in the exact NIH spelling, else what is wrong with it.
+
+    Stored labels (shards, a Data_Entry CSV) must spell every name exactly (`Effusion|Mass`, `No Finding`): a
+    wrongly cased or unknown name (`no finding`, `Covid19`) is reported, never guessed. `parse_labels` stays lenient
+    for hand-written inputs (prediction files, `Pleural Thickening`).
+    """
+    if not isinstance(text, str) or not text.strip():
+        return "an empty label string"
+    if text == NO_FINDING:
+        return None
+    for part in text.split("|"):
+        if part == NO_FINDING:
+            return f"{NO_FINDING!r} mixed with findings in {text!r}"
+        if part not in _INDEX:
+            guess = _closest_label(part)
+            where = f" in {text!r}" if part != text else ""
+            return f"unknown label {part!r}{where}" + (f" (did you mean {guess!r}?)" if guess else "")
+    return None
+
+
+def _closest_label(name: str) -> str | None:
+    """The NIH name a misspelt one most likely means (case, `_` for space, a typo), or None."""
+    key = name.strip().lower().replace("_", " ")
+    if key == NO_FINDING.lower():
+        return NO_FINDING
+    if key in _ALIASES:
+        return _ALIASES[key]
+    close = difflib.get_close_matches(name, [*LABELS, NO_FINDING], n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def format_labels(names: Iterable[str]) -> str:

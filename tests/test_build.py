@@ -78,11 +78,11 @@ def test_rebuild_resumes_and_redoes_only_missing_shards(images: Path, tmp_path: 
     assert set(manifest["shards"]) == {f"data-0000{i}-of-00004.parquet" for i in range(4)}
 
 
-def test_changed_settings_rebuild_everything_and_drop_stale_shards(images: Path, tmp_path: Path) -> None:
+def test_changed_settings_with_overwrite_rebuild_everything_and_drop_stale_shards(images: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     build_shards(images, out, size=32, workers=1, shard_size=2)
     clahe = ShardIndex.open(out).read_image(0)
-    result = build_shards(images, out, size=32, workers=1, shard_size=4, clahe=False)
+    result = build_shards(images, out, size=32, workers=1, shard_size=4, clahe=False, overwrite=True)
     assert result.built_shards == 2 and result.resumed_shards == 0
     assert sorted(p.name for p in (out / "data").glob("*.parquet")) == [
         "data-00000-of-00002.parquet",
@@ -125,6 +125,52 @@ def test_cli_build_in_parallel_reports_skips(images: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert UNKNOWN in result.stdout and CORRUPT in result.stdout
     assert len(ShardIndex.open(out)) == 6
-    strict = runner.invoke(app, [*args, "--strict", "--workers", "1", "--no-clahe"])
+    strict = runner.invoke(app, [*args, "--strict", "--workers", "1", "--no-clahe", "--overwrite"])
     assert strict.exit_code == 2
     assert CORRUPT in strict.stderr
+
+
+def _digest(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_other_settings_are_refused_naming_them_and_nothing_changes(images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    build_shards(images, out, size=48, workers=1, shard_size=4)
+    before = _digest(out)
+    with pytest.raises(BadInputError) as err:
+        build_shards(images, out, size=32, workers=1, shard_size=4)
+    assert "size 48 (asked 32)" in err.value.message and "--overwrite" in (err.value.hint or "")
+    assert _digest(out) == before
+    again = build_shards(images, out, size=48, workers=1, shard_size=4)  # the same settings: nothing to do
+    assert (again.built_shards, again.resumed_shards) == (0, 2)
+    assert _digest(out) == before
+
+
+def test_build_into_another_data_set_is_refused_unless_overwrite(images: Path, tmp_path: Path) -> None:
+    from chexvision.data.synthetic import write_synthetic
+
+    out = tmp_path / "out"
+    write_synthetic(out, 6, 32, seed=0)
+    before = _digest(out)
+    with pytest.raises(BadInputError, match=r"holds synthetic data \(made by `data synth`, not `data build`\)"):
+        build_shards(images, out, size=32, workers=1)
+    assert _digest(out) == before
+    build_shards(images, out, size=32, workers=1, overwrite=True)
+    assert not (out / "bbox.csv").exists()  # the synthetic set's files are gone, not mixed in
+    assert json.loads((out / "dataset.json").read_text())["source"] == "nih-build"
+    assert len(ShardIndex.open(out)) == 6
+
+
+def test_labels_changed_in_the_metadata_rebuild_their_shard(tmp_path: Path, sample_images_dir: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in SAMPLES[:2]:
+        shutil.copy(sample_images_dir / name, folder / name)
+    csv = tmp_path / "meta.csv"
+    csv.write_text(f"Image Index,Finding Labels\n{SAMPLES[0]},Hernia\n{SAMPLES[1]},Mass\n")
+    build_shards(folder, tmp_path / "out", size=32, workers=1, shard_size=1, metadata=csv)
+    csv.write_text(f"Image Index,Finding Labels\n{SAMPLES[0]},Hernia\n{SAMPLES[1]},Edema\n")
+    result = build_shards(folder, tmp_path / "out", size=32, workers=1, shard_size=1, metadata=csv)
+    assert (result.built_shards, result.resumed_shards) == (1, 1)
+    assert ShardIndex.open(tmp_path / "out").labels == ["Hernia", "Edema"]

@@ -133,3 +133,34 @@ def test_cli_success_prints_the_shard_count(tmp_path: Path, monkeypatch: pytest.
     assert result.exit_code == 0, result.output
     assert "2 shards of me/x@abc" in result.stdout
     assert hub.calls[0]["repo_id"] == "me/x" and hub.calls[0]["revision"] == "abc"
+
+
+def _digest(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_same_revision_again_continues_and_another_is_refused_before_any_call(tmp_path: Path) -> None:
+    from chexvision.errors import BadInputError
+
+    hub = FakeHub()
+    download_dataset(tmp_path, client=hub.client())
+    download_dataset(tmp_path, client=hub.client())  # resumable: asks the hub again, which skips complete files
+    assert len(hub.calls) == 2
+    before = _digest(tmp_path)
+    with pytest.raises(BadInputError, match=r"revision '44443e6ee968.*' \(asked 'abc'\)"):
+        download_dataset(tmp_path, REPO_ID, "abc", client=hub.client())
+    assert len(hub.calls) == 2 and _digest(tmp_path) == before
+    download_dataset(tmp_path, REPO_ID, "abc", client=hub.client(), overwrite=True)
+    assert json.loads((tmp_path / "dataset.json").read_text())["revision"] == "abc"
+
+
+def test_download_into_a_synthetic_set_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chexvision.data.synthetic import write_synthetic
+
+    write_synthetic(tmp_path, 4, 32, seed=0)
+    before = _digest(tmp_path)
+    hub = FakeHub()
+    monkeypatch.setattr(dl, "HubClient", lambda **kw: hub.client())
+    result = runner.invoke(app, ["data", "download", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "made by `data synth`" in result.stderr and "--overwrite" in result.stderr
+    assert hub.calls == [] and _digest(tmp_path) == before

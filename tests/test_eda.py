@@ -80,3 +80,67 @@ def test_cli_rejects_both_sources(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "--data" in result.stderr
+
+
+def _csv(tmp_path: Path, label: str = "Mass") -> Path:
+    csv = tmp_path / "meta.csv"
+    lines = ["Image Index,Finding Labels"] + [
+        f"9000{i:04d}_000.png,{label if i % 2 else 'No Finding'}" for i in range(40)
+    ]
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+def test_cli_refuses_to_replace_another_report_unless_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "eda"
+    args = ["data", "eda", "--metadata", str(_csv(tmp_path)), "--out", str(out), "--scheme", "patient"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, args).exit_code == 0  # the same report again: recomputed in place
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    other = runner.invoke(app, [*args, "--seed", "1"])
+    assert other.exit_code == 2 and "seed 0 (asked 1)" in other.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert runner.invoke(app, [*args, "--seed", "1", "--overwrite"]).exit_code == 0
+
+
+def test_cli_never_writes_a_report_into_a_data_set(tmp_path: Path) -> None:
+    from chexvision.data.synthetic import write_synthetic
+
+    write_synthetic(tmp_path / "d", 40, 32, seed=0)
+    for extra in ([], ["--overwrite"]):
+        result = runner.invoke(
+            app, ["data", "eda", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "d"), *extra]
+        )
+        assert result.exit_code == 2 and "not an EDA report" in result.stderr
+    assert not (tmp_path / "d" / "eda.md").exists()
+
+
+def test_cli_bad_label_in_a_csv_is_one_line_naming_it(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["data", "eda", "--metadata", str(_csv(tmp_path, "Covid19")), "--out", str(tmp_path / "e")]
+    )
+    assert result.exit_code == 2 and "line 3 (90000001_000.png)" in result.stderr and "'Covid19'" in result.stderr
+    assert not (tmp_path / "e").exists()
+
+
+def test_cli_shard_rows_with_bad_labels_are_skipped_or_fatal_with_strict(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    img = encode_png(np.zeros((8, 8), dtype=np.uint8))
+    rows = [ShardRow(f"9000{i:04d}_000.png", "no finding" if i == 7 else "Effusion", img) for i in range(40)]
+    write_shard(tmp_path / "d" / "data" / "data-00000-of-00001.parquet", rows)
+    args = ["data", "eda", "--data", str(tmp_path / "d"), "--scheme", "patient", "--json"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["groups"]["all"]["images"] == 39
+    assert "row 7 (90000007_000.png)" in caplog.text and "'No Finding'" in caplog.text  # stderr outside pytest
+    strict = runner.invoke(app, [*args, "--out", str(tmp_path / "s"), "--strict"])
+    assert strict.exit_code == 2 and "row 7" in strict.stderr and not (tmp_path / "s").exists()
+
+
+def test_a_report_from_before_the_record_is_recognised(tmp_path: Path) -> None:
+    out = tmp_path / "eda"
+    args = ["data", "eda", "--metadata", str(_csv(tmp_path)), "--out", str(out), "--scheme", "patient"]
+    assert runner.invoke(app, args).exit_code == 0
+    (out / ".chexvision.json").unlink()
+    assert runner.invoke(app, [*args, "--seed", "2"]).exit_code == 0

@@ -55,3 +55,28 @@ def test_patient_ids() -> None:
     assert patient_id_from_filename("images/90000001_000.png") == 90000001
     with pytest.raises(ValueError, match="patient id"):
         patient_id_from_filename("scan.png")
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("Covid19", "'Covid19'"),
+        ("no finding", "did you mean 'No Finding'"),  # wrongly cased: reported, never guessed
+        ("effusion|Mass", "did you mean 'Effusion'"),
+        ("Pleural Thickening", "did you mean 'Pleural_Thickening'"),
+        ("Mass|No Finding", "mixed with findings"),
+        ("", "empty"),
+        (None, "empty"),
+    ],
+)
+def test_stored_label_strings_must_be_exact(text: object, named: str) -> None:
+    from chexvision.labels import label_string_problem
+
+    problem = label_string_problem(text)
+    assert problem is not None and named in problem
+
+
+def test_exact_label_strings_pass() -> None:
+    from chexvision.labels import label_string_problem
+
+    assert all(label_string_problem(t) is None for t in ["No Finding", "Effusion|Mass", "Pleural_Thickening"])

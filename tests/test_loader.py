@@ -216,3 +216,33 @@ def test_distributed_ranks_get_disjoint_train_and_complete_eval_shares(
     assert abs(len(train_rows[0]) - len(train_rows[1])) <= 4  # equal shares, ragged batch dropped
     all_test = test_rows[0] + test_rows[1]
     assert len(all_test) == len(set(all_test)) == loaders.counts["test"]  # no padding duplicates
+
+
+MISLABELLED = {5: "Covid19", 22: "no finding", 41: "Effusion|mass"}
+
+
+@pytest.fixture(scope="module")
+def mislabelled_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rows = _rows(60)
+    for k, text in MISLABELLED.items():
+        rows[k] = ShardRow(filename=rows[k].filename, labels=text, image=rows[k].image)
+    return _write(tmp_path_factory.mktemp("mislabelled"), rows)
+
+
+def test_rows_with_bad_labels_are_skipped_counted_and_do_not_shift_labels(
+    mislabelled_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaders = _loaders(mislabelled_dir, aug=AugConfig(enabled=False), split_scheme="patient")
+    assert sum(loaders.counts.values()) == 60 - len(MISLABELLED)
+    assert loaders.skipped == len(MISLABELLED)
+    skipped = frozenset(MISLABELLED)
+    seen = sum(_check_alignment(loaders, part, corrupt=skipped) for part in ("val", "test"))
+    assert seen == loaders.counts["val"] + loaders.counts["test"]
+    _check_alignment(loaders, "train", corrupt=skipped)
+    assert "data-00000-of-00002.parquet row 5" in caplog.text and "'Covid19'" in caplog.text
+
+
+def test_bad_label_with_strict_fails_before_any_batch(mislabelled_dir: Path) -> None:
+    with pytest.raises(BadInputError) as err:
+        _loaders(mislabelled_dir, strict=True)
+    assert "data-00000-of-00002.parquet row 5" in err.value.message and "'Covid19'" in err.value.message

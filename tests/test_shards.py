@@ -111,3 +111,35 @@ def test_missing_column_and_empty_folder(tmp_path: Path) -> None:
     assert find_shards(tmp_path) == [tmp_path / "x.parquet"]
     with pytest.raises(BadInputError, match="lacks column"):
         ShardIndex.open(tmp_path)
+
+
+def _labelled_shard(path: Path, labels: list[str | None]) -> list[str]:
+    """A shard whose image k is a constant grey level 10 * k; returns the file names."""
+    names = [f"{90000000 + k:08d}_000.png" for k in range(len(labels))]
+    rows = [
+        ShardRow(name, text, encode_png(np.full((8, 8), 10 * k, np.uint8)))  # type: ignore[arg-type]
+        for k, (name, text) in enumerate(zip(names, labels, strict=True))
+    ]
+    write_shard(path, rows, row_group_size=2)
+    return names
+
+
+def test_rows_with_bad_labels_are_left_out_without_shifting_labels(tmp_path: Path) -> None:
+    labels = ["Mass", "Covid19", "No Finding", "no finding", "Effusion|Mass", None]
+    names = _labelled_shard(tmp_path / "data" / "data-00000-of-00001.parquet", labels)
+    index = ShardIndex.open(tmp_path)
+    assert index.labels == ["Mass", "No Finding", "Effusion|Mass"]
+    assert index.filenames == [names[0], names[2], names[4]]
+    assert [int(index.read_image(i)[0, 0]) for i in range(len(index))] == [0, 20, 40]  # images stay with labels
+    assert [index.shard_of(i)[1] for i in range(len(index))] == [0, 2, 4]
+    assert [(b.row, b.filename) for b in index.bad_labels] == [(1, names[1]), (3, names[3]), (5, names[5])]
+    assert "'Covid19'" in index.bad_labels[0].problem and "No Finding" in index.bad_labels[1].problem
+    assert sum(len(g) for g in index.row_groups()) == 3
+
+
+def test_bad_label_with_strict_names_shard_row_and_label(tmp_path: Path) -> None:
+    _labelled_shard(tmp_path / "data" / "data-00000-of-00001.parquet", ["Mass", "Hernia", "Covid19"])
+    with pytest.raises(BadInputError) as err:
+        ShardIndex.open(tmp_path, strict=True)
+    assert "data-00000-of-00001.parquet row 2 (90000002_000.png)" in err.value.message
+    assert "'Covid19'" in err.value.message

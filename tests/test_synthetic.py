@@ -175,3 +175,57 @@ def test_shipped_nih_statistics_match_the_metadata() -> None:
     expected = nih_statistics(pd.read_csv(csv, usecols=cols))
     shipped = resources.files("chexvision.data").joinpath("resources", "nih_synth_stats.json.gz").read_bytes()
     assert json.loads(gzip.decompress(shipped)) == expected
+
+
+def _digest(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_parameters_again_is_nothing_to_do(tmp_path: Path) -> None:
+    first = write_synthetic(tmp_path, 12, 32, seed=3, shard_rows=5)
+    before = _digest(tmp_path)
+    again = write_synthetic(tmp_path, 12, 32, seed=3, shard_rows=5)
+    assert again.reused and not first.reused
+    assert _digest(tmp_path) == before
+    assert (again.boxes, again.label_counts, again.shards) == (first.boxes, first.label_counts, first.shards)
+
+
+def test_a_killed_run_is_continued_to_the_same_bytes(tmp_path: Path) -> None:
+    write_synthetic(tmp_path / "whole", 12, 32, seed=3, shard_rows=5)
+    write_synthetic(tmp_path / "killed", 12, 32, seed=3, shard_rows=5)
+    (tmp_path / "killed" / "dataset.json").unlink()  # what a run killed before its last step leaves
+    (tmp_path / "killed" / "data" / "data-00002-of-00003.parquet").unlink()
+    assert not write_synthetic(tmp_path / "killed", 12, 32, seed=3, shard_rows=5).reused
+    assert _digest(tmp_path / "killed") == _digest(tmp_path / "whole")
+
+
+def test_other_parameters_are_refused_naming_them_unless_overwrite(tmp_path: Path) -> None:
+    write_synthetic(tmp_path, 12, 32, seed=3)
+    before = _digest(tmp_path)
+    with pytest.raises(BadInputError) as err:
+        write_synthetic(tmp_path, 12, 48, seed=4)
+    assert "size 32 (asked 48)" in err.value.message and "seed 3 (asked 4)" in err.value.message
+    assert "images" not in err.value.message
+    assert _digest(tmp_path) == before
+    replaced = write_synthetic(tmp_path, 12, 48, seed=4, overwrite=True)
+    assert ShardIndex.open(tmp_path).read_image(0).shape == (48, 48)
+    assert json.loads((tmp_path / "dataset.json").read_text())["seed"] == 4 and not replaced.reused
+
+
+def test_a_folder_that_is_not_a_data_set_is_refused_even_with_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(BadInputError, match=r"'notes\.txt'"):
+            write_synthetic(tmp_path, 4, 32, seed=0, overwrite=overwrite)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_cli_says_nothing_to_do_and_refuses_other_parameters(tmp_path: Path) -> None:
+    args = ["data", "synth", "--out", str(tmp_path), "--images", "8", "--size", "32", "--workers", "1"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "nothing to do" in again.stdout
+    other = CliRunner().invoke(app, [*args, "--seed", "1"])
+    assert other.exit_code == 2 and "seed 0 (asked 1)" in other.stderr and "--overwrite" in other.stderr
+    assert CliRunner().invoke(app, [*args, "--seed", "1", "--overwrite"]).exit_code == 0
+    assert json.loads((tmp_path / "dataset.json").read_text())["seed"] == 1

@@ -22,6 +22,16 @@ DataOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the validation (and patient-scheme) draw.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print plain JSON to stdout.")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace what --out holds when it was made with other parameters (only files this command writes).",
+    ),
+]
+StrictLabelsOpt = Annotated[
+    bool, typer.Option("--strict", help="Stop at a shard row with a bad label (default: report it, skip it, count it).")
+]
 
 
 def _check_scheme(scheme: str) -> None:
@@ -51,6 +61,7 @@ def splits(
     seed: SeedOpt = 0,
     data: DataOpt = None,
     as_json: JsonOpt = False,
+    strict: StrictLabelsOpt = False,
 ) -> None:
     """Show images, patients and per-class prevalence of each split of a scheme."""
     from chexvision.data.metadata import load_metadata, metadata_from_shards
@@ -58,7 +69,7 @@ def splits(
 
     scheme = scheme or _default_scheme(data)
     _check_scheme(scheme)
-    df = metadata_from_shards(data) if data is not None else load_metadata()
+    df = metadata_from_shards(data, strict=strict) if data is not None else load_metadata()
     filenames, labels = df["filename"].tolist(), df["labels"].tolist()
     split = make_split(filenames, scheme, seed)
     summary = split_summary(filenames, labels, split)
@@ -98,14 +109,20 @@ def build(
     shard_size: Annotated[int, typer.Option("--shard-size", help="Images per shard.")] = 1000,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first corrupt image (exit 2).")] = False,
     no_clahe: Annotated[bool, typer.Option("--no-clahe", help="Skip CLAHE (applied once here by default).")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
-    """Build one-channel Parquet shards from raw NIH PNGs (resumable: re-run to continue)."""
+    """Build one-channel Parquet shards from raw NIH PNGs (resumable: re-run with the same options to continue)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from chexvision.data.build import build_shards
 
     with Progress(
-        TextColumn("building shards"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_console
+        TextColumn("building shards"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_console,
+        transient=True,  # an error raised under the bar leaves only its one line on screen
     ) as bar:
         task = bar.add_task("build", total=None)
 
@@ -122,6 +139,7 @@ def build(
             strict=strict,
             clahe=not no_clahe,
             progress=progress,
+            overwrite=overwrite,
         )
     _console.print(
         f"{result.images:,} images in {len(result.shards)} shards at {result.size} px "
@@ -143,11 +161,12 @@ def download(
     out: Annotated[Path, typer.Option("--out", help="Output data folder (shards go to OUT/data/).")],
     repo: Annotated[str | None, typer.Option("--repo", help="HF dataset repo id.")] = None,
     revision: Annotated[str | None, typer.Option("--revision", help="Commit sha to pin.")] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Download the published NIH shards from the Hugging Face Hub (resumable; pinned revision by default)."""
     from chexvision.data.download import REPO_ID, REVISION, download_dataset, downloaded_shards
 
-    path = download_dataset(out, repo or REPO_ID, revision or REVISION)
+    path = download_dataset(out, repo or REPO_ID, revision or REVISION, overwrite=overwrite)
     count = len(downloaded_shards(path))
     _console.print(f"{count} shards of {repo or REPO_ID}@{(revision or REVISION)[:12]} in {path / 'data'}")
 
@@ -163,6 +182,8 @@ def eda(
     ] = None,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
+    strict: StrictLabelsOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Label, age, sex, view and patient statistics per split, as Markdown tables and PNG plots."""
     from chexvision.data.eda import run_eda
@@ -172,8 +193,9 @@ def eda(
         raise BadInputError("--data and --metadata were both given", "pass one of them (or neither: shipped data)")
     scheme = scheme or _default_scheme(data)
     _check_scheme(scheme)
-    df = metadata_from_shards(data) if data is not None else load_metadata(metadata)
-    result = run_eda(df, out, split_scheme=scheme, seed=seed)
+    df = metadata_from_shards(data, strict=strict) if data is not None else load_metadata(metadata)
+    source = f"data {data.resolve()}" if data else f"metadata {metadata.resolve()}" if metadata else "shipped metadata"
+    result = run_eda(df, out, split_scheme=scheme, seed=seed, source=source, overwrite=overwrite)
     if as_json:
         groups = {g: {"images": s["images"], "patients": s["patients"]} for g, s in result.stats["groups"].items()}
         typer.echo(
@@ -200,11 +222,12 @@ def synth(
         int, typer.Option("--workers", help="Worker processes (0: all cores); the output does not depend on it.")
     ] = 0,
     as_json: JsonOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Write synthetic chest X-rays with planted findings, NIH-style bbox.csv and dataset.json."""
     from chexvision.data.synthetic import write_synthetic
 
-    result = write_synthetic(out, images, size, seed, workers=workers or (os.cpu_count() or 1))
+    result = write_synthetic(out, images, size, seed, workers=workers or (os.cpu_count() or 1), overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
@@ -214,10 +237,13 @@ def synth(
     for name, count in sorted(result.label_counts.items(), key=lambda kv: -kv[1]):
         table.add_row(name, f"{count:,}")
     _console.print(table)
-    _console.print(
-        f"wrote {len(result.shards)} shard(s) to {result.out / 'data'}, {result.boxes:,} boxes to {result.bbox_csv} "
-        f"in {result.seconds:.1f} s"
-    )
+    if result.reused:
+        _console.print(f"nothing to do: {result.out} already holds this synthetic set (same images, size and seed)")
+    else:
+        _console.print(
+            f"wrote {len(result.shards)} shard(s) to {result.out / 'data'}, {result.boxes:,} boxes to "
+            f"{result.bbox_csv} in {result.seconds:.1f} s"
+        )
     _console.print(f"next: chexvision train --model densenet --data {result.out} --preset smoke")
 
 

@@ -7,7 +7,10 @@ one-channel PNG with the labels and metadata of `Data_Entry_2017_v2020.csv`.
 
 Work is split into fixed shards of `shard_size` images in sorted file-name order, one process-pool task per
 shard. A shard is written atomically and recorded in `build_manifest.json` with a digest of its inputs, so a
-re-run skips shards that are already complete and converges after a crash.
+re-run skips shards that are already complete and converges after a crash. A shard's digest covers its image names,
+sizes and metadata rows, so a label fixed in the CSV rebuilds only its shard. Other settings (size, CLAHE, shard
+size, images folder) into the same `--out`, or another data set there, are refused unless `overwrite`
+(`chexvision.data.outdir`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from chexvision.data.metadata import load_metadata
+from chexvision.data.outdir import prepare_out
 from chexvision.data.shards import (
     IMAGE_FORMAT,
     ImageDecodeError,
@@ -155,10 +159,11 @@ def _row_meta(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _digest(files: Sequence[Path]) -> str:
+def _digest(files: Sequence[Path], meta: Sequence[dict[str, Any]]) -> str:
+    """What a shard is built from: its image names and sizes, and their metadata rows (a changed label rebuilds)."""
     h = hashlib.sha256()
-    for path in files:
-        h.update(f"{path.name}\0{path.stat().st_size}\n".encode())
+    for path, row in zip(files, meta, strict=True):
+        h.update(f"{path.name}\0{path.stat().st_size}\0{json.dumps(row, sort_keys=True)}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -180,7 +185,7 @@ def _plan(
             size=size,
             clahe=clahe,
             strict=strict,
-            digest=_digest(chunk),
+            digest=_digest(chunk, [meta[p.name] for p in chunk]),
         )
         for i, chunk in enumerate(chunks)
     ]
@@ -220,11 +225,14 @@ def build_shards(
     strict: bool = False,
     clahe: bool = True,
     progress: ProgressFn | None = None,
+    overwrite: bool = False,
 ) -> BuildResult:
     """Build shards in `out_dir/data/` from the PNGs under `images_dir`; resumable; see the module docstring.
 
     `metadata`: a Data_Entry CSV path or a normalised DataFrame (`load_metadata`); None = the shipped CSV.
-    Raises BadInputError on bad arguments, no usable images, or (with `strict`) the first corrupt image.
+    Raises BadInputError on bad arguments, no usable images, or (with `strict`) the first corrupt image. `out_dir`
+    follows `chexvision.data.outdir`: the same settings continue; other settings (size, CLAHE, shard size, images
+    folder) or another data set there are refused unless `overwrite`.
     """
     start = time.perf_counter()
     if size < 8 or shard_size < 1:
@@ -232,10 +240,10 @@ def build_shards(
     out_dir = Path(out_dir)
     df = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata)
     known, meta, missing = _labelled_images(Path(images_dir), df)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"size": size, "clahe": clahe, "shard_size": shard_size}
+    prepare_out(out_dir, "build", {**settings, "images": str(Path(images_dir).resolve())}, overwrite=overwrite)
     tasks = _plan(known, meta, out_dir, size, clahe, strict, shard_size)
     old = _read_manifest(out_dir)
-    settings = {"size": size, "clahe": clahe, "shard_size": shard_size}
     same_settings = all(old.get(k) == v for k, v in settings.items())
     _remove_stale(out_dir, old, tasks)
     manifest: dict[str, Any] = {**settings, "shards": {}}

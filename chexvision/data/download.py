@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chexvision.errors import BackendError, BadInputError
+from chexvision.data.outdir import prepare_out, record_out
+from chexvision.errors import BackendError
 from chexvision.files import write_json_atomic
 from chexvision.hf import HubCall, HubClient
 
@@ -47,14 +48,17 @@ def download_dataset(
     retries: int = 4,
     backoff_s: float = 2.0,
     client: HubClient | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Download the Parquet shards of `repo_id@revision` into `out_dir/data/`; write `out_dir/dataset.json`.
 
     Retries transient failures up to `retries` times (sleeping backoff_s, 2*backoff_s, ...). Returns out_dir.
+    `out_dir` follows `chexvision.data.outdir`: the same repo and revision continue the download; another data set
+    or revision there is refused unless `overwrite` (checked before any network call).
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInputError(f"--out {out_dir} is a file", "pass a directory")
+    params = {"repo_id": repo_id, "revision": revision}
+    prepare_out(out_dir, "download", params, overwrite=overwrite, record=False)
     client = client or HubClient(require_token=False)  # the published set is public; HfApi finds a token if set
     out_dir.mkdir(parents=True, exist_ok=True)
     call = HubCall(
@@ -64,9 +68,13 @@ def download_dataset(
         not_found=_NOT_FOUND_HINT,
         repo_id=repo_id,
     )
-    client.download_dataset(
-        repo_id, revision, out_dir, allow_patterns=ALLOW_PATTERNS, call=call, retries=retries, backoff_s=backoff_s
-    )
+    try:
+        client.download_dataset(
+            repo_id, revision, out_dir, allow_patterns=ALLOW_PATTERNS, call=call, retries=retries, backoff_s=backoff_s
+        )
+    finally:
+        if (out_dir / "data").is_dir():  # something arrived: a re-run continues it, another revision is refused
+            record_out(out_dir, "download", params)
     if not downloaded_shards(out_dir):
         raise BackendError(f"dataset {repo_id}@{revision} has no data/*.parquet files", "check --repo and --revision")
     _write_dataset_json(out_dir, repo_id, revision)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from chexvision.data.outdir import prepare_out
 from chexvision.data.splits import SPLIT_NAMES, make_split, patient_ids
 from chexvision.errors import BadInputError
 from chexvision.labels import LABELS, NO_FINDING, label_matrix
@@ -123,12 +124,24 @@ def compute_stats(df: pd.DataFrame, split_scheme: str = "official", seed: int = 
     }
 
 
-def run_eda(df: pd.DataFrame, out_dir: Path, split_scheme: str = "official", seed: int = 0) -> EdaResult:
-    """Compute the statistics, draw the plots and write `out_dir/eda.md`."""
+def run_eda(
+    df: pd.DataFrame,
+    out_dir: Path,
+    split_scheme: str = "official",
+    seed: int = 0,
+    *,
+    source: str = "a DataFrame",
+    overwrite: bool = False,
+) -> EdaResult:
+    """Compute the statistics, draw the plots and write `out_dir/eda.md`.
+
+    `source` names the input (recorded with scheme and seed): `out_dir` follows `chexvision.data.outdir`, so a
+    report of another source, scheme or seed is not replaced unless `overwrite`, and no other files ever are.
+    """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stats = compute_stats(df, split_scheme, seed)
+    stats = compute_stats(df, split_scheme, seed)  # bad input fails before the folder is touched
+    prepare_out(out_dir, "eda", {"source": source, "scheme": split_scheme, "seed": seed}, overwrite=overwrite)
     plots = _draw_plots(stats, out_dir)
     report = out_dir / "eda.md"
     report.write_text(_render(stats, plots), encoding="utf-8")

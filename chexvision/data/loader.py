@@ -17,6 +17,9 @@
   is a `DistributedSampler`, so `set_epoch` works as usual (or call `Loaders.set_epoch`). Validation and test
   are split into contiguous, unpadded shares (at most one sample of difference between ranks): no sample is
   duplicated, so metrics gathered over ranks (e.g. `all_gather_object`, or padding with a count) are exact.
+- Bad rows never shift labels: a row whose labels are not an exact NIH string is left out of the index (warned
+  about, counted in `Loaders.skipped`) and an unreadable image is left out of its batch; `strict=True` makes
+  either fatal (`BadInputError` naming shard and row).
 - Reproducible: training samples draw their augmentation from (seed, epoch, index), the worker seeds come from
   a seeded generator, and the GPU path draws from a device generator seeded by (seed, epoch, rank).
 """
@@ -206,7 +209,8 @@ class Loaders:
 
     @property
     def skipped(self) -> int:
-        """Unreadable samples skipped so far (all workers, all loaders)."""
+        """Samples skipped so far: rows left out for a bad label (once, when the shards were indexed) plus
+        unreadable images (each time one is drawn; all workers, all loaders)."""
         return self.skip_counter.value
 
     def _device_generator(self) -> torch.Generator:
@@ -241,7 +245,7 @@ def make_loaders(
     `split_scheme=None` takes dataset.json's `default_split_scheme` (else "official"); `mode` overrides
     `aug.pipeline`. An empty split gives `None` instead of a loader.
     """
-    index = ShardIndex.open(Path(data_dir))
+    index = ShardIndex.open(Path(data_dir), strict=strict)  # rows with bad labels: left out (counted) or fatal
     meta = read_dataset_meta(Path(data_dir))
     scheme = split_scheme or default_split_scheme(meta)
     split = make_split(index.filenames, scheme, seed)
@@ -253,6 +257,7 @@ def make_loaders(
 
         cv2.setNumThreads(1)  # the workers are the parallelism; forked workers inherit one cv2 thread each
     counter = SkipCounter()
+    counter.add(len(index.bad_labels))
     common: dict[str, Any] = dict(
         size=size, clahe=clahe, clahe_clip=aug.clahe_clip, clahe_grid=aug.clahe_grid, strict=strict,
         seed=seed, skipped=counter, output="uint8" if resolved == "gpu" else "float", mean=mean, std=std,

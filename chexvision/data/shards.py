@@ -15,6 +15,7 @@ decoded row groups and exposes `row_groups()` for samplers that shuffle row grou
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,10 +30,12 @@ import pyarrow.parquet as pq
 
 from chexvision.errors import BadInputError
 from chexvision.files import read_json_object, tmp_sibling
+from chexvision.labels import label_string_problem
 
 __all__ = [
     "ROW_GROUP_SIZE",
     "SCHEMA",
+    "BadLabelRow",
     "ImageDecodeError",
     "ShardIndex",
     "ShardRow",
@@ -46,6 +49,8 @@ __all__ = [
     "write_shard",
 ]
 
+log = logging.getLogger(__name__)
+
 # Rows per row group in the shards we write: the unit of random access (measured in benchmarks/shard_access.py).
 ROW_GROUP_SIZE = 64
 # Image encoding of the shards we write: JPEG q95 decodes ~4x faster than PNG at half the size, with a mean
@@ -55,6 +60,8 @@ JPEG_QUALITY = 95
 # Row groups kept decoded per process: a block-shuffling sampler touches few at a time.
 _CACHE_ROW_GROUPS = 8
 REQUIRED_COLUMNS = ("image", "labels", "filename")
+_LISTED_BAD_LABELS = 20  # rows with a bad label warned about one by one before a count
+_LABEL_HINT = "labels must be exact NIH names joined by '|' (e.g. Effusion|Mass) or 'No Finding'"
 
 _IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 SCHEMA = pa.schema(
@@ -72,6 +79,19 @@ SCHEMA = pa.schema(
 
 class ImageDecodeError(ValueError):
     """Image bytes that cannot be decoded (corrupt, truncated, unsupported)."""
+
+
+@dataclass(frozen=True)
+class BadLabelRow:
+    """A shard row left out of the index because its `labels` are not an exact NIH label string."""
+
+    shard: Path
+    row: int  # position in the shard file
+    filename: str
+    problem: str  # what `label_string_problem` says (names the label)
+
+    def describe(self) -> str:
+        return f"{self.shard} row {self.row} ({self.filename}): {self.problem}"
 
 
 @dataclass(frozen=True)
@@ -214,6 +234,7 @@ class ShardIndex:
         labels: list[str],
         locations: np.ndarray,
         extra: dict[str, list[Any]],
+        bad_labels: Sequence[BadLabelRow] = (),
     ) -> None:
         self.shards = list(shards)
         self.filenames = filenames
@@ -221,12 +242,19 @@ class ShardIndex:
         # (N, 3) int64: shard number, row group, row within the group
         self.locations = locations
         self.extra = extra
+        # Rows left out because their labels are not an exact NIH label string (reported by `open`).
+        self.bad_labels = list(bad_labels)
         self.cache_row_groups = _CACHE_ROW_GROUPS
         self._files: dict[int, pq.ParquetFile] = {}
         self._cache: OrderedDict[tuple[int, int], pa.Array] = OrderedDict()
 
     @classmethod
-    def open(cls, data_dir: Path) -> ShardIndex:
+    def open(cls, data_dir: Path, *, strict: bool = False) -> ShardIndex:
+        """Index the shards of `data_dir`. A row whose labels are unknown or misspelt (`Covid19`, `no finding`) is
+        treated like an unreadable image: left out, warned about (shard, row, label) and kept in `bad_labels`, or,
+        with `strict`, a BadInputError naming them. Filenames, labels and locations are filtered together, so no
+        label ever moves to another image.
+        """
         shards = find_shards(Path(data_dir))
         if not shards:
             raise BadInputError(
@@ -236,11 +264,15 @@ class ShardIndex:
         filenames: list[str] = []
         labels: list[str] = []
         locations: list[np.ndarray] = []
+        keep: list[np.ndarray] = []
+        bad: list[BadLabelRow] = []
         extra: dict[str, list[Any]] = {}
         for s, path in enumerate(shards):
             meta_cols, table = _read_metadata_columns(path)
-            filenames.extend(table.column("filename").to_pylist())
-            labels.extend(table.column("labels").to_pylist())
+            names, texts = table.column("filename").to_pylist(), table.column("labels").to_pylist()
+            keep.append(_check_labels(path, names, texts, strict, bad))
+            filenames.extend(names)
+            labels.extend(texts)
             for name in ("patient_id", "age", "sex", "view"):
                 if name in meta_cols:
                     extra.setdefault(name, []).extend(table.column(name).to_pylist())
@@ -254,7 +286,14 @@ class ShardIndex:
             if len(values) != len(filenames):  # a column present in some shards only is not usable
                 del extra[name]
         locs = np.concatenate(locations) if locations else np.empty((0, 3), dtype=np.int64)
-        return cls(shards, filenames, labels, locs, extra)
+        if bad:
+            _warn_bad_labels(bad)
+            mask = np.concatenate(keep)
+            rows = np.flatnonzero(mask).tolist()
+            filenames, labels = [filenames[i] for i in rows], [labels[i] for i in rows]
+            extra = {name: [values[i] for i in rows] for name, values in extra.items()}
+            locs = locs[mask]
+        return cls(shards, filenames, labels, locs, extra, bad)
 
     def __len__(self) -> int:
         return len(self.filenames)
@@ -313,6 +352,32 @@ class ShardIndex:
         """(filename, labels, image bytes) in storage order: sequential reads, for builds and conversions."""
         for i in range(len(self)):
             yield self.filenames[i], self.labels[i], self.read_image_bytes(i)
+
+
+def _check_labels(path: Path, names: list[Any], texts: list[Any], strict: bool, bad: list[BadLabelRow]) -> np.ndarray:
+    """Which rows of one shard carry a valid label string; the others are appended to `bad` (or, strict, raised)."""
+    keep = np.ones(len(texts), dtype=bool)
+    for row, text in enumerate(texts):
+        problem = label_string_problem(text)
+        if problem is None:
+            continue
+        found = BadLabelRow(path, row, str(names[row]), problem)
+        if strict:
+            raise BadInputError(
+                f"bad label in {found.describe()}",
+                f"{_LABEL_HINT}; fix or rebuild that shard, or run without --strict to skip such rows",
+            )
+        keep[row] = False
+        bad.append(found)
+    return keep
+
+
+def _warn_bad_labels(bad: list[BadLabelRow]) -> None:
+    for found in bad[:_LISTED_BAD_LABELS]:
+        log.warning("skipping a row with a bad label: %s", found.describe())
+    more = f" ({len(bad) - _LISTED_BAD_LABELS} more not listed)" if len(bad) > _LISTED_BAD_LABELS else ""
+    rows = f"{len(bad)} row{'s' if len(bad) != 1 else ''}"
+    log.warning("skipped %s with bad labels%s; %s (--strict makes them fatal)", rows, more, _LABEL_HINT)
 
 
 def _read_metadata_columns(path: Path) -> tuple[list[str], pa.Table]:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from chexvision.data.bbox import Box, write_bbox_csv
+from chexvision.data.outdir import prepare_out
 from chexvision.data.synthetic.anatomy import patient_anatomy
 from chexvision.data.synthetic.plan import PlannedImage, plan_images
 from chexvision.data.synthetic.render import render_image
@@ -61,6 +61,7 @@ class SynthResult:
     boxes: int
     seconds: float
     label_counts: dict[str, int] = field(default_factory=dict)
+    reused: bool = False  # the folder already held this very set: nothing was written
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able summary `chexvision data synth --json` prints."""
@@ -74,6 +75,7 @@ class SynthResult:
             "boxes": self.boxes,
             "seconds": round(self.seconds, 2),
             "label_counts": self.label_counts,
+            "reused": self.reused,
         }
 
 
@@ -149,11 +151,13 @@ def write_synthetic(
     *,
     workers: int = 1,
     shard_rows: int = SHARD_ROWS,
+    overwrite: bool = False,
 ) -> SynthResult:
     """Write the synthetic data set: `out/data/data-NNNNN-of-MMMMM.parquet`, `out/bbox.csv`, `out/dataset.json`.
 
     Shards hold ~`shard_rows` rows each; `workers` processes render shards in parallel (the output does not depend
-    on it). Existing shards of an earlier run in `out/data` are replaced.
+    on it). `out` follows `chexvision.data.outdir`: the same set again is nothing to do (`reused`), a killed run of
+    it is written again (the same seed writes the same bytes), other parameters are refused unless `overwrite`.
     """
     from chexvision.data.shards import shard_name
 
@@ -163,30 +167,25 @@ def write_synthetic(
     t0 = time.perf_counter()
     out = Path(out)
     data_dir = out / "data"
-    _refuse_foreign_data(out)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    params = {"images": n, "size": size, "seed": seed, "version": DATASET_VERSION, "shard_rows": shard_rows}
+    same = prepare_out(out, "synth", params, overwrite=overwrite)
     total = max(1, math.ceil(n / shard_rows))
     bounds = np.linspace(0, n, total + 1).round().astype(int)
     jobs = [
         (data_dir / shard_name("data", k, total), n, size, seed, int(bounds[k]), int(bounds[k + 1]))
         for k in range(total)
     ]
+    shards = [j[0] for j in jobs]
+    if same and _complete(out, shards):
+        return _existing(out, n, size, seed, shards, time.perf_counter() - t0)
+    (out / "dataset.json").unlink(missing_ok=True)  # absent until the set is complete
+    data_dir.mkdir(parents=True, exist_ok=True)
     for stale in data_dir.glob("*.parquet"):
-        if stale not in {j[0] for j in jobs}:
+        if stale not in set(shards):
             stale.unlink()
     bbox_rows, counts = _write_shards(jobs, min(workers, total, os.cpu_count() or 1))
     bbox_csv = write_bbox_csv(out / "bbox.csv", bbox_rows)
-    dataset_json = write_json_atomic(
-        out / "dataset.json",
-        {
-            "source": "synthetic",
-            "default_split_scheme": "patient",
-            "images": n,
-            "size": size,
-            "seed": seed,
-            "version": DATASET_VERSION,
-        },
-    )
+    dataset_json = write_json_atomic(out / "dataset.json", _dataset_info(n, size, seed))
     seconds = time.perf_counter() - t0
     logger.info("wrote %d synthetic images in %d shards to %s in %.1f s", n, total, out, seconds)
     return SynthResult(
@@ -194,12 +193,51 @@ def write_synthetic(
         images=n,
         size=size,
         seed=seed,
-        shards=[j[0] for j in jobs],
+        shards=shards,
         bbox_csv=bbox_csv,
         dataset_json=dataset_json,
         boxes=len(bbox_rows),
         seconds=seconds,
         label_counts=counts,
+    )
+
+
+def _dataset_info(n: int, size: int, seed: int) -> dict[str, Any]:
+    return {
+        "source": "synthetic",
+        "default_split_scheme": "patient",
+        "images": n,
+        "size": size,
+        "seed": seed,
+        "version": DATASET_VERSION,
+    }
+
+
+def _complete(out: Path, shards: list[Path]) -> bool:
+    """Whether a finished run left every file (dataset.json is written last)."""
+    return (out / "dataset.json").is_file() and (out / "bbox.csv").is_file() and all(p.is_file() for p in shards)
+
+
+def _existing(out: Path, n: int, size: int, seed: int, shards: list[Path], seconds: float) -> SynthResult:
+    """The result of the run that wrote this set: label counts from the plan, boxes from bbox.csv."""
+    counts: dict[str, int] = {}
+    for p in plan_images(n, seed):
+        for name in parse_labels(p.labels) or [NO_FINDING]:
+            counts[name] = counts.get(name, 0) + 1
+    with (out / "bbox.csv").open(encoding="utf-8") as fh:
+        boxes = max(sum(1 for line in fh if line.strip()) - 1, 0)
+    return SynthResult(
+        out=out,
+        images=n,
+        size=size,
+        seed=seed,
+        shards=shards,
+        bbox_csv=out / "bbox.csv",
+        dataset_json=out / "dataset.json",
+        boxes=boxes,
+        seconds=seconds,
+        label_counts=counts,
+        reused=True,
     )
 
 
@@ -217,18 +255,3 @@ def _write_shards(
         for name, v in c.items():
             counts[name] = counts.get(name, 0) + v
     return [row for rows, _ in results for row in rows], counts
-
-
-def _refuse_foreign_data(out: Path) -> None:
-    """Stale shards of an earlier synthetic run are replaced; shards of any other data set are never touched."""
-    if not any((out / "data").glob("*.parquet")):
-        return
-    try:
-        source = json.loads((out / "dataset.json").read_text(encoding="utf-8")).get("source")
-    except (OSError, ValueError):
-        source = None
-    if source != "synthetic":
-        raise BadInputError(
-            f"{out} already holds Parquet shards that are not synthetic data",
-            "choose an empty or new --out folder",
-        )
