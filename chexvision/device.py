@@ -25,13 +25,20 @@ def check_device_name(name: str) -> str:
     return name
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """cpu | cuda | auto -> a torch.device (auto: cuda when available, else cpu)."""
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """cpu | cuda | auto -> a torch.device (auto: cuda when available, else cpu).
+
+    A torch.device passes through the same availability check and keeps its index (`cuda:1`). An unknown name is
+    UnknownName, CUDA asked for where there is none is BadInputError: exit 2, one line, before any work starts.
+    """
     import torch
 
+    if isinstance(name, torch.device):
+        resolve_device(name.type)
+        return name
     check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise BadInputError("--device cuda asked for, but CUDA is not available", "use --device cpu or auto")
+        raise BadInputError("device cuda asked for, but CUDA is not available", "use --device cpu or auto")
     return torch.device(name)

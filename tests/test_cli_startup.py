@@ -57,3 +57,9 @@ def test_dispatch_never_imports_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_usage_errors_import_no_torch() -> None:
+    """A typo answers at once: the one-line usage error comes before any command imports torch."""
+    for args in (["trian"], ["train", "--model", "vgg", "--data", "d", "--out", "o"], ["predict", "--model", "m"]):
+        assert "torch" not in _heavy(args).split(","), args

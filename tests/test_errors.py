@@ -84,3 +84,35 @@ def test_hint_table_maps_the_real_dispatch_errors() -> None:
 
     err = dispatch_errors.DispatchError("no such run 'x'", "list runs with `chexvision status`")
     assert render_error(err) == ("error: no such run 'x' — list runs with `chexvision status`", err.exit_code)
+
+
+def test_usage_errors_are_one_line_naming_option_value_and_choices() -> None:
+    """Issue 10 #13: click's usage errors (Typer's multi-line panel before) are one `error:` line, exit 2."""
+    from typer.testing import CliRunner
+
+    from chexvision.cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "--model", "vgg", "--data", "d", "--out", "o"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: invalid value for '--model': 'vgg' is not one of 'densenet', 'seresnet' — see `chexvision train --help`"
+    ]
+    missing = CliRunner().invoke(app, ["train", "--data", "d", "--out", "o"])
+    assert missing.stderr.splitlines() == [
+        "error: missing option '--model'. Choose from: densenet, seresnet — see `chexvision train --help`"
+    ]
+    root = CliRunner().invoke(app, ["--bogus"])
+    assert root.exit_code == 2 and root.stderr.splitlines() == [
+        "error: no such option: --bogus — see `chexvision --help`"
+    ]
+
+
+def test_a_bare_group_still_prints_its_help() -> None:
+    from typer.testing import CliRunner
+
+    from chexvision.cli._errors import usage_line
+    from chexvision.cli.main import app
+
+    result = CliRunner().invoke(app, ["data"])
+    assert "Usage:" in result.stdout and "synth" in result.stdout and "error:" not in result.stderr
+    assert usage_line(ValueError("not a usage error")) is None

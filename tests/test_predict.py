@@ -104,8 +104,11 @@ def test_model_folder_needs_only_config_and_safetensors(run_dir: Path, tmp_path:
 
 
 def test_weights_that_do_not_fit_the_config_are_bad_input(run_dir: Path, tmp_path: Path) -> None:
+    # config.json + weights only: no run.json, whose sha256 record would catch the edit first
     folder = tmp_path / "model"
-    shutil.copytree(run_dir, folder)
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(run_dir / name, folder / name)
     config = json.loads((folder / "config.json").read_text())
     config["model"]["kwargs"]["growth_rate"] = 4
     (folder / "config.json").write_text(json.dumps(config))
@@ -122,3 +125,21 @@ def test_hub_model_offline_and_not_cached_is_exit_3_naming_a_local_folder(images
     res = _predict(str(images["gray8.png"]), "--model", "someone/chexvision-densenet@v1")  # real HfApi, offline
     assert res.exit_code == 3
     assert "someone/chexvision-densenet" in res.stderr and "--model" in res.stderr
+
+
+def test_predict_defaults_to_auto_and_refuses_an_unknown_device(run_dir: Path, images: dict[str, Path]) -> None:
+    """Issue 10 #12: `--device` is `auto` by default (the CPU here when there is no GPU); a bad name is one line."""
+    import torch
+
+    ok = CliRunner().invoke(app, ["predict", str(images["gray8.png"]), "--model", str(run_dir), "--json"])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(app, ["predict", str(images["gray8.png"]), "--model", str(run_dir), "--device", "gpu"])
+    assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
+        "error: unknown device 'gpu' — choose cpu, cuda or auto"
+    ], bad.output
+    if not torch.cuda.is_available():
+        absent = CliRunner().invoke(app, ["predict", str(images["gray8.png"]), "--model", str(run_dir),
+                                          "--device", "cuda"])  # fmt: skip
+        assert absent.exit_code == 2, absent.output
+        assert absent.exception is None or isinstance(absent.exception, SystemExit), repr(absent.exception)
+        assert absent.stderr.startswith("error: device cuda asked for, but CUDA is not available"), absent.output

@@ -141,7 +141,11 @@ def bench_loader(
     if mode not in LOADER_MODES:
         raise UnknownName("--mode", mode, LOADER_MODES, hint="use --mode cpu, gpu or auto")
     if workers < 0 or batches < 1 or batch_size < 1 or size < 8:
-        raise BadInputError("workers >= 0, batches >= 1, batch size >= 1 and size >= 8 are needed", "fix the options")
+        raise BadInputError(
+            f"bench loader needs workers >= 0, batches >= 1, batch size >= 1, size >= 8 (got workers={workers}, "
+            f"batches={batches}, batch size={batch_size}, size={size})",
+            "fix the options",
+        )
     aug = aug or AugConfig()
     device = resolve_device("auto")
     cuda = device.type == "cuda"

@@ -77,11 +77,7 @@ def bench_train_step(
 ) -> TrainStepResult:
     """Time `steps` training steps of `model_name` on one fixed random batch, after `warmup` untimed steps."""
     _check_args(size, batch, steps, warmup)
-    if isinstance(device, torch.device):
-        resolve_device(device.type)  # the availability check, keeping the device's index
-        dev = device
-    else:
-        dev = resolve_device(device or "auto")
+    dev = resolve_device(device or "auto")
     torch.manual_seed(seed)
     kwargs = tiny_kwargs(model_name) if tiny else {}
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

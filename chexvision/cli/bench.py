@@ -78,7 +78,7 @@ def bench_train(
     steps: Annotated[int, typer.Option("--steps", help="Timed steps.")] = 20,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed steps first (cuDNN autotune).")] = 5,
     tiny: Annotated[bool, typer.Option("--tiny", help="The tiny test variant (smoke test).")] = False,
-    device: Annotated[str | None, typer.Option("--device", help="cuda or cpu (default: cuda when available).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda | auto (cuda when available).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Measure images/s of full training steps on synthetic tensors on the current device."""

@@ -72,16 +72,18 @@ def predict(
         ),
     ],
     tta: Annotated[bool, typer.Option("--tta", help="Average over identity, h-flip and +-7 degree rotations.")] = False,
-    device: Annotated[str, typer.Option("--device", help="cpu | cuda")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda | auto (cuda when available).")] = "auto",
     as_json: Annotated[
         bool,
         typer.Option("--json", help='Print JSON: [{"image", "probabilities": {label: p}, "abnormal": p}].'),
     ] = False,
 ) -> None:
     """Predict the 14 finding probabilities and the abnormal probability for each image."""
+    from chexvision.device import resolve_device
     from chexvision.hub.predict import predict_spec
 
-    results = predict_spec(model, images, tta=tta, device=device)  # a bad image fails before any download
+    dev = str(resolve_device(device))  # an unknown or absent device: one line, before any image is read
+    results = predict_spec(model, images, tta=tta, device=dev)  # a bad image fails before any download
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results]))
         return

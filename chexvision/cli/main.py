@@ -6,23 +6,58 @@ Every module imported here must stay free of torch at import time: `--help`, `st
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from chexvision.cli._errors import render_error
+from chexvision.cli._errors import render_error, usage_line
+
+
+def _quiet_opencv() -> None:
+    """OpenCV logs its own `[ WARN:0@...] grfmt_png.cpp ...` lines on the C stderr for a corrupt PNG, before our one
+    line says the same; silence it here, the one place (worker processes inherit the variable). A user's own
+    OPENCV_LOG_LEVEL wins."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        return
+    os.environ["OPENCV_LOG_LEVEL"] = "OFF"  # read when cv2 is imported
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:  # imported already (a test, a notebook): tell it directly
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def _one_line_usage(exc: Exception) -> typer.Exit | None:
+    """Exit 2 after printing `exc` as one line if it is a usage error; None for anything else."""
+    line = usage_line(exc)
+    if line is None:
+        return None
+    typer.echo(line, err=True)
+    return typer.Exit(2)
 
 
 class _ErrorMappingGroup(TyperGroup):
-    """Turns the errors of the hint table (`cli/_errors.py`) into one line on stderr and their exit code (DESIGN §7)."""
+    """Turns the errors of the hint table (`cli/_errors.py`) into one line on stderr and their exit code (DESIGN §7);
+    click's usage errors too (exit 2), instead of Typer's multi-line usage panel."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # the root's own options and arguments
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            if (usage := _one_line_usage(exc)) is None:
+                raise
+            raise usage from None
 
     def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
+        _quiet_opencv()  # before any command imports cv2
         try:
             return super().invoke(ctx)
         except Exception as exc:
+            if (usage := _one_line_usage(exc)) is not None:  # a sub-command's options: unknown, missing, bad choice
+                raise usage from None
             rendered = render_error(exc)
-            if rendered is None:  # click's own exits and usage errors, and bugs: not ours to reword
+            if rendered is None:  # click's own exits (help, --version), and bugs: not ours to reword
                 raise
             line, exit_code = rendered
             typer.echo(line, err=True)

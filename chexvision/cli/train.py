@@ -136,7 +136,9 @@ def register(app: typer.Typer) -> None:
                 "continues it as a child run)."
             ),
         ] = None,
-        device: Annotated[DeviceName, typer.Option(help="cpu | cuda | auto.")] = DeviceName.auto,
+        device: Annotated[
+            DeviceName | None, typer.Option(help="cpu | cuda | auto (default: the config's `device`, auto).")
+        ] = None,
         strict: Annotated[
             bool, typer.Option("--strict", help="Stop at a corrupt image (default: report it, skip it, count it).")
         ] = False,
@@ -146,10 +148,11 @@ def register(app: typer.Typer) -> None:
         from chexvision.engine.launch import flag_overrides, resolve_train_config, run_training
 
         started = time.monotonic()
-        flags = flag_overrides(model.value, split_scheme, no_pretrained, weights, device.value, strict)
+        dev = device.value if device is not None else None
+        flags = flag_overrides(model.value, split_scheme, no_pretrained, weights, dev, strict)
         cfg = resolve_train_config(
             out=out, resume=resume, preset=preset, config=config, overrides=list(set_ or []), flags=flags,
-            model=model.value, device=device.value,
+            model=model.value, device=dev,
         )  # fmt: skip
         result = run_training(
             cfg, data, out, resume=resume, time_budget=time_budget, run_id=run_id, make_reporter=_make_reporter,

@@ -2,7 +2,8 @@
 
 A new run's config is preset -> `--config` file -> `--set` overrides -> command-line flags. A continued run
 (`--resume`) trains what it started with: its config.json, then `--set` overrides and flags on top (e.g.
-`--set schedule.epochs=80` to extend a finished run). Default preset: `kaggle-t4` when training runs on CUDA,
+`--set schedule.epochs=80` to extend a finished run); a change outside `chexvision.rundir.RESUME_CHANGEABLE` is
+refused, naming the keys. Default preset: `kaggle-t4` when training runs on CUDA,
 else `smoke`. Nothing here imports torch at import time, so `chexvision train --help` stays fast.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chexvision.errors import BadInputError
-from chexvision.rundir import CONFIG_JSON
+from chexvision.rundir import CONFIG_JSON, check_resume_config
 
 if TYPE_CHECKING:
     from chexvision.config import TrainConfig
@@ -31,10 +32,16 @@ def default_preset(device: str) -> str:
 
 
 def flag_overrides(
-    model: str, split_scheme: str | None, no_pretrained: bool, weights: Path | None, device: str, strict: bool
+    model: str, split_scheme: str | None, no_pretrained: bool, weights: Path | None, device: str | None, strict: bool
 ) -> list[str]:
-    """The `key=value` overrides that the train command's own flags stand for (applied after `--set`)."""
-    flags = [f"model.name={json.dumps(model)}", f"device={json.dumps(device)}"]
+    """The `key=value` overrides that the train command's own flags stand for (applied after `--set`).
+
+    `device` None (no `--device`): the config's `device` key decides (`--set device=cuda`, a --config file, the
+    preset, else `auto`); a flag given overrides it.
+    """
+    flags = [f"model.name={json.dumps(model)}"]
+    if device is not None:
+        flags.append(f"device={json.dumps(device)}")
     if strict:
         flags.append("data.strict=true")
     if split_scheme is not None:
@@ -50,9 +57,25 @@ def flag_overrides(
 
 def resolve_train_config(
     *, out: Path, resume: bool, preset: str | None, config: Path | None, overrides: Sequence[str],
-    flags: Sequence[str], model: str, device: str,
+    flags: Sequence[str], model: str, device: str | None = None,
 ) -> TrainConfig:  # fmt: skip
-    """A new run: preset, file, overrides, flags. A resumed run: its config.json, then overrides and flags."""
+    """A new run: preset, file, overrides, flags. A resumed run: its config.json, then overrides and flags.
+
+    The resolved `device` key is checked here, before any data is read or file written: an unknown name or CUDA
+    where there is none is a one-line error (exit 2). `device` is the `--device` flag (None: not given).
+    """
+    cfg = _resolve(out=out, resume=resume, preset=preset, config=config, overrides=overrides, flags=flags,
+                   model=model, device=device)  # fmt: skip
+    from chexvision.device import resolve_device
+
+    resolve_device(cfg.device)
+    return cfg
+
+
+def _resolve(
+    *, out: Path, resume: bool, preset: str | None, config: Path | None, overrides: Sequence[str],
+    flags: Sequence[str], model: str, device: str | None,
+) -> TrainConfig:  # fmt: skip
     from chexvision.config import TrainConfig, apply_overrides, load_config
     from chexvision.files import read_json_object
 
@@ -64,8 +87,12 @@ def resolve_train_config(
             raise BadInputError(
                 f"{out} is a {cfg.model.name} run, not {model}", f"resume it with --model {cfg.model.name}"
             )
-        return apply_overrides(cfg, [*overrides, *flags])
-    return load_config(preset or default_preset(device), config, [*overrides, *flags])
+        resumed = apply_overrides(cfg, [*overrides, *flags])
+        check_resume_config(out, cfg.to_dict(), resumed.to_dict())  # before any data is read or file written
+        return resumed
+    if preset is None:  # the default preset follows the device training will run on, wherever that was said
+        preset = default_preset(device or load_config(None, config, [*overrides, *flags]).device)
+    return load_config(preset, config, [*overrides, *flags])
 
 
 def run_training(

@@ -17,6 +17,7 @@ import numpy as np
 from chexvision.labels import LABELS
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor, nn
 
 __all__ = [
@@ -124,14 +125,16 @@ def cam_images(
     *,
     label: str | None = None,
     top: int = 3,
-    device: str = "cpu",
+    device: str | torch.device = "auto",
 ) -> list[dict[str, object]]:
     """Grad-CAM overlays (PNG) of image files for the named label or each image's `top` classes.
 
-    The label and every image are checked before the model is loaded, so bad input fails fast.
+    The label, the device (`chexvision.device.resolve_device`) and every image are checked before the model is
+    loaded, so bad input fails fast.
     """
     import torch
 
+    from chexvision.device import resolve_device
     from chexvision.errors import BadInputError
     from chexvision.inference.images import read_image
     from chexvision.inference.load import load_model_dir
@@ -140,12 +143,13 @@ def cam_images(
     fixed = [_label_index(label)] if label else None
     if fixed is None and top < 1:
         raise BadInputError(f"--top {top} maps no class", "pass --top 1 or more, or --label NAME")
+    dev = resolve_device(device)
     decoded = [read_image(Path(path)) for path in images]
-    run = load_model_dir(run_dir, device)
+    run = load_model_dir(run_dir, dev)
     transform = run.transform()  # image files: repeat training's preprocessing, CLAHE included
     written: list[dict[str, object]] = []
     for path, img in zip(images, decoded, strict=True):
-        x = torch.from_numpy(transform(img)[None]).to(device)
+        x = torch.from_numpy(transform(img)[None]).to(dev)
         with torch.inference_mode():
             probs = predict_views(run.model, x, tta=False)["plain"][0].cpu().numpy()
         classes = fixed or top_classes(probs, top)[0]

@@ -20,5 +20,7 @@ def read_image(path: Path) -> np.ndarray:
         return decode_image(Path(path).read_bytes())
     except FileNotFoundError:
         raise BadInputError(f"image {path} not found", "check the path") from None
+    except IsADirectoryError:
+        raise BadInputError(f"image {path} is a folder, not an image file", IMAGE_HINT) from None
     except (OSError, ImageDecodeError) as exc:
         raise BadInputError(f"cannot read image {path}: {exc}", IMAGE_HINT) from exc

@@ -51,9 +51,10 @@ def predict_images(
     """Probabilities [N, 15] (14 labels then binary) for uint8 images: `{"plain": ...}` (+ `"tta"` with `tta`)."""
     import torch
 
+    from chexvision.device import resolve_device
     from chexvision.inference.tta import predict_views
 
-    dev = torch.device(device)
+    dev = resolve_device(device)
     out: dict[str, list[np.ndarray]] = {}
     buffer: list[np.ndarray] = []
 
