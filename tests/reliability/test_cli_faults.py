@@ -202,6 +202,7 @@ CASES = [
     _case("evaluate-runs-without-data", "evaluate {run} --out {new}", "--data"),
     _case("evaluate-nothing", "evaluate", "RUN_DIR"),
     _case("compare-one-run", "compare {run} --out {new}", "two"),
+    _case("train-resume-nothing-there", TRAIN + " --resume", "nothing to resume", "{new}", "drop --resume"),
     _case("publish-repo-and-hub-dir-bad-repo", "publish {run} --hub-dir {new} --repo 'not a repo'", "not a repo"),
 ]
 
