@@ -1,7 +1,8 @@
 """Shared test set-up: no network, no real credentials, no writes outside temp folders; shared fixtures.
 
-`make_run_dir` writes a run directory through the REAL writers (`chexvision.rundir.RunDir`, the engine's
-checkpoint and safetensors writers), so tests read exactly what training and evaluation write.
+`make_run_dir` writes a run directory through the REAL writers (`chexvision.rundir.RunDir.commit` with the
+engine's checkpoint and safetensors writers), so tests read exactly what training and evaluation write, run.json
+"files" (the sha256 of every file) included.
 """
 
 from __future__ import annotations
@@ -53,13 +54,14 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     yield base
 
 
+FIXTURE_IMAGES = Path(__file__).resolve().parent / "fixtures" / "nih-sample"  # 5 real NIH images, 128 px (README)
+
+
 @pytest.fixture(scope="session")
 def sample_images_dir() -> Path:
-    """The 400 real NIH sample images (shared/data); tests needing them skip when the folder is absent."""
+    """Real NIH sample images: the 400 of shared/data when beside the clone, else the 5 shipped in tests/fixtures."""
     path = SHARED_DATA / "sample-images"
-    if not path.is_dir():
-        pytest.skip(f"real NIH sample images not found at {path}")
-    return path
+    return path if path.is_dir() else FIXTURE_IMAGES
 
 
 RUN_ID = "densenet-20261126-0912-3fa1"
@@ -104,10 +106,10 @@ def write_run_dir(
 ) -> Path:  # fmt: skip
     """A finished three-epoch run of a tiny randomly initialised model, written as training and evaluation write it."""
     from chexvision.config import load_config
-    from chexvision.engine.checkpoint import save_checkpoint, save_safetensors
+    from chexvision.engine.checkpoint import checkpoint_writer, safetensors_writer
     from chexvision.engine.state import environment_info
     from chexvision.models import model_config
-    from chexvision.rundir import RunDir, dataset_info, epoch_log_line
+    from chexvision.rundir import HISTORY_JSON, LAST_CKPT, METRICS_JSON, WEIGHTS, RunDir, dataset_info, epoch_log_line
 
     net = _tiny_model(model, seed)
     overrides = [f'model.name="{model}"', "data.size=64", f"seed={seed}", f'data.split_scheme="{split_scheme}"',
@@ -127,12 +129,14 @@ def write_run_dir(
         else:
             os.environ["DISPATCH_GIT_SHA"] = saved
     history = [_epoch_record(e) for e in (1, 2, 3)]
-    for i, record in enumerate(history, start=1):  # every epoch improves: best weights, metrics, history, log
-        save_safetensors(run.weights, net.state_dict(), metadata={"epoch": str(i)})
-        run.write_best_metrics(split_scheme, record)
-        run.write_history(history[:i], i, record["val_macro_auc"])
+    for i, record in enumerate(history, start=1):  # every epoch improves: one commit as `fit` makes it, then the log
+        run.commit({
+            WEIGHTS: safetensors_writer(net.state_dict(), metadata={"epoch": str(i)}),
+            METRICS_JSON: run.best_metrics_doc(split_scheme, record),
+            LAST_CKPT: checkpoint_writer({"model": net.state_dict(), "epoch": i}),
+            HISTORY_JSON: run.history_doc(history[:i], i, record["val_macro_auc"]),
+        })  # fmt: skip
         run.append_log(epoch_log_line(record, 3, True))
-    save_checkpoint(run.last_ckpt, {"model": net.state_dict(), "epoch": 3})
     if test_metrics:
         run.write_metrics_section("test", _split_metrics(0.72))  # what `chexvision evaluate` adds
     run.set_status("complete")

@@ -241,3 +241,48 @@ def test_cuda_amp_channels_last_and_gpu_augmentation(synth: Path, tmp_path: Path
     result = fit(cfg, synth, tmp_path / "run")
     assert result.status == "complete" and all(math.isfinite(e["train_loss"]) for e in result.history)
     assert load_checkpoint(tmp_path / "run" / "last.ckpt")["scaler"] or amp == "bf16"  # GradScaler state for fp16
+
+
+def test_a_full_disk_keeps_one_consistent_epoch_and_resume_continues_exactly(
+    synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from safetensors.torch import load_file
+
+    from chexvision.engine import checkpoint as ckpt_mod
+    from chexvision.rundir import DiskFullError, check_files
+
+    cfg = _cfg("seresnet", "schedule.epochs=2")
+    full = fit(cfg, synth, tmp_path / "full")
+    real_write = ckpt_mod.write_checkpoint
+
+    def disk_full_at_epoch_2(path: Path, state: dict[str, Any]) -> None:
+        if state["epoch"] == 2:
+            path.write_bytes(b"\0" * 4096)  # part of the checkpoint lands, then no space is left
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, state)
+
+    monkeypatch.setattr(ckpt_mod, "write_checkpoint", disk_full_at_epoch_2)
+    out = tmp_path / "run"
+    with pytest.raises(DiskFullError, match="needs at least") as info:
+        fit(cfg, synth, out)
+    assert str(out) in info.value.message
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "error" and "disk full" in run["reason"]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # temporary files removed
+    history = json.loads((out / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1] and load_checkpoint(out / "last.ckpt")["epoch"] == 1
+    best = history["best_epoch"]
+    assert json.loads((out / "metrics.json").read_text())["val"]["epoch"] == best  # weights/metrics not ahead
+    check_files(out)  # every file is the one run.json records: the directory is one epoch, whole
+
+    monkeypatch.setattr(ckpt_mod, "write_checkpoint", real_write)  # space freed
+    resumed = fit(cfg, synth, out, resume=True)
+    assert resumed.status == "complete"
+    timing = {"seconds", "images_per_second"}
+    strip = [{k: v for k, v in e.items() if k not in timing} for e in resumed.history]
+    assert strip == [{k: v for k, v in e.items() if k not in timing} for e in full.history]
+    a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    check_files(out)

@@ -189,6 +189,26 @@ def test_republish_after_evaluation_commits_and_moves_the_tag(
     assert {r.dataset_split for r in card.data.eval_results} == {"validation", "test"}
 
 
+def test_evaluation_re_records_metrics_and_a_changed_file_is_never_published(
+    tmp_path: Path, make_run_dir: Callable[..., Path]
+) -> None:
+    from chexvision.rundir import METRICS_JSON, RUN_JSON, WEIGHTS, FilesChangedError, RunDir
+
+    hub = tmp_path / "hub"
+    run = make_run_dir(tmp_path / "run", run_id=RUN1)
+    RunDir(run).write_metrics_section("test", {"macro_auc": 0.7})  # what `chexvision evaluate` writes
+    published = publish_run(run, hub_dir=hub, repo_id="cxr")
+    recorded = json.loads((hub / "cxr" / RUN_JSON).read_text())["files"]
+    assert recorded[METRICS_JSON] == hashlib.sha256((hub / "cxr" / METRICS_JSON).read_bytes()).hexdigest()
+    weights = run / WEIGHTS
+    data = weights.read_bytes()
+    weights.unlink()  # a new file: the published snapshot's hard link keeps the original
+    weights.write_bytes(data[:-1000] + bytes(b ^ 0xFF for b in data[-1000:]))
+    with pytest.raises(FilesChangedError, match=WEIGHTS):
+        publish_run(run, hub_dir=hub, repo_id="cxr", tag="again")
+    assert json.loads((hub / "cxr" / ".revisions" / "refs.json").read_text())["tags"] == {RUN1: published.commit}
+
+
 def _cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 

@@ -107,3 +107,54 @@ def test_inference_imports_neither_evaluate_nor_hub() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _flip_weights(folder: Path) -> None:
+    weights = folder / WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-1000:] = bytes(b ^ 0xFF for b in data[-1000:])  # the header stays sound: the tensors are garbage
+    weights.write_bytes(bytes(data))
+
+
+def test_a_model_whose_files_changed_since_training_is_never_loaded(run_dir: Path, tmp_path: Path) -> None:
+    from chexvision.rundir import FilesChangedError
+
+    folder = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    _flip_weights(folder)
+    with pytest.raises(FilesChangedError, match=WEIGHTS) as info:
+        load_model_dir(folder)
+    assert info.value.exit_code == 2
+    (folder / RUN_JSON).unlink()  # nothing recorded (a bare model folder): only the structure can be checked
+    assert load_model_dir(folder).model is not None
+
+
+def test_a_hub_download_is_checked_against_the_hashes_it_came_with(run_dir: Path, tmp_path: Path) -> None:
+    from chexvision.hub.resolve import MODEL_FILES, load_spec
+    from chexvision.rundir import FilesChangedError
+
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    for name in MODEL_FILES:
+        shutil.copy(run_dir / name, snapshot / name)
+
+    class FakeHub:  # HubClient.download: the snapshot folder of the files asked for
+        def download(self, repo_id: str, *, revision: str | None, filenames: tuple[str, ...]) -> Path:
+            assert (repo_id, revision, set(filenames)) == ("alice/cxr", "v1", set(MODEL_FILES))
+            return snapshot
+
+    assert load_spec("alice/cxr@v1", client=FakeHub()).model is not None  # type: ignore[arg-type]
+    _flip_weights(snapshot)  # damaged in transit or in the cache
+    with pytest.raises(FilesChangedError, match=WEIGHTS):
+        load_spec("alice/cxr@v1", client=FakeHub())  # type: ignore[arg-type]
+
+
+def test_weights_that_do_not_fit_an_unrecorded_config_name_the_architecture(run_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in (CONFIG_JSON, WEIGHTS):  # no run.json: no hashes, so the architecture check is what catches it
+        shutil.copy(run_dir / name, folder / name)
+    config = json.loads((folder / CONFIG_JSON).read_text())
+    config["model"]["kwargs"]["growth_rate"] = 4
+    (folder / CONFIG_JSON).write_text(json.dumps(config))
+    with pytest.raises(BadInputError, match="does not match the architecture"):
+        load_model_dir(folder)

@@ -116,3 +116,22 @@ def test_metadata_from_shards_reads_stored_columns(tmp_path: Path) -> None:
     assert df["patient_id"].tolist() == [10, 11]
     assert df["sex"].tolist() == ["F", "M"]
     assert df["age"].isna().tolist() == [False, True]
+
+
+@pytest.mark.parametrize("label", ["Covid19", "no finding", "Mass|effusion"])
+def test_csv_with_a_bad_label_names_file_line_and_label(tmp_path: Path, label: str) -> None:
+    csv = tmp_path / "meta.csv"
+    csv.write_text(f"Image Index,Finding Labels\n00000001_000.png,Mass\n00000002_000.png,{label}\n")
+    with pytest.raises(BadInputError) as err:
+        load_metadata(csv)
+    assert f"{csv} line 3 (00000002_000.png)" in err.value.message
+    assert repr(label.split("|")[-1]) in err.value.message
+
+
+def test_metadata_from_shards_skips_bad_labels_or_fails_when_strict(tmp_path: Path) -> None:
+    img = encode_png(np.zeros((8, 8), np.uint8))
+    rows = [ShardRow("00000001_000.png", "Mass", img), ShardRow("00000002_000.png", "Covid19", img)]
+    write_shard(tmp_path / "x.parquet", rows)
+    assert metadata_from_shards(tmp_path)["labels"].tolist() == ["Mass"]
+    with pytest.raises(BadInputError, match=r"x\.parquet row 1"):
+        metadata_from_shards(tmp_path, strict=True)

@@ -16,6 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 from chexvision.data.synthetic import write_synthetic
+from chexvision.rundir import check_files
 
 pytestmark = pytest.mark.slow  # three training processes: ~20-40 s on 2 shared cores
 
@@ -76,3 +77,5 @@ def test_killed_run_resumes_to_the_same_history(tmp_path: Path) -> None:
     assert all((full_w[k] == killed_w[k]).all() for k in full_w)
     run = json.loads((killed / "run.json").read_text())
     assert run["status"] == "complete" and run["resumes"] == 1
+    check_files(killed)  # the kill may fall between the renames and run.json: the resume records what it continued
+    assert not list(killed.glob(".*.tmp"))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -80,7 +81,15 @@ def test_official_puts_unlisted_names_in_train_val() -> None:
     names = [f"9000{i:04d}_000.png" for i in range(40)] + ["00000003_000.png"]  # the last is official test
     split = make_split(names, "official", seed=0)
     assert split["test"].tolist() == [40]
-    assert len(split["val"]) == 4 and len(split["train"]) == 36
+    # outside the NIH patient list, validation is exactly the patients whose seeded hash falls below 0.1
+    expected_val = [i for i in range(40) if _hash01(0, 90000000 + i) < 0.1]
+    assert split["val"].tolist() == expected_val and len(expected_val) == 5
+    assert split["train"].tolist() == [i for i in range(40) if i not in expected_val]
+
+
+def _hash01(seed: int, patient: int) -> float:
+    """The documented rule, computed independently: sha256(f"{seed}:{id}")'s first 8 bytes over 2**64."""
+    return int(hashlib.sha256(f"{seed}:{patient}".encode()).hexdigest()[:16], 16) / 2**64
 
 
 def test_a_leak_is_an_error_naming_count_and_patient() -> None:
@@ -136,3 +145,17 @@ def test_cli_unknown_scheme_exits_2_listing_schemes() -> None:
     result = runner.invoke(app, ["data", "splits", "--scheme", "bogus"])
     assert result.exit_code == 2
     assert "official, chexnet, patient" in result.stderr
+
+
+def test_cli_over_shards_with_a_bad_label_skips_the_row_or_fails_with_strict(tmp_path: Path) -> None:
+    img = encode_png(np.zeros((8, 8), dtype=np.uint8))
+    rows = [ShardRow(f"9000{i:04d}_000.png", "Covid19" if i == 4 else "Mass", img) for i in range(30)]
+    write_shard(tmp_path / "data" / "data-00000-of-00001.parquet", rows)
+    args = ["data", "splits", "--scheme", "patient", "--data", str(tmp_path), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert sum(part["images"] for part in out["splits"].values()) == 29
+    assert all(part["prevalence"]["Mass"] in (0.0, 1.0) for part in out["splits"].values())  # no label moved
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 2 and "row 4 (90000004_000.png)" in strict.stderr and "'Covid19'" in strict.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from chexvision.errors import BadInputError
+from chexvision.labels import label_string_problem
 
 __all__ = [
     "COLUMNS",
@@ -68,7 +69,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     try:
         table = pacsv.read_csv(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError on malformed or unreadable files
-        raise BadInputError(f"cannot read metadata CSV {path}: {exc}", "pass an NIH Data_Entry CSV") from exc
+        # pyarrow quotes the offending bytes: keep the one line printable whatever the file holds
+        reason = "".join(ch if ch.isprintable() else "?" for ch in str(exc))[:200]
+        raise BadInputError(f"cannot read metadata CSV {path}: {reason}", "pass an NIH Data_Entry CSV") from exc
     return table.to_pandas()
 
 
@@ -87,6 +90,7 @@ def _normalise(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
     df = pd.DataFrame({ours: raw[src] for ours, src in found.items()})
     df["filename"] = df["filename"].astype(str)
     df["labels"] = df["labels"].fillna("No Finding").astype(str)
+    _check_labels(df, path)
     if "patient_id" not in df:
         df["patient_id"] = df["filename"].str.extract(r"(\d{8})_\d+", expand=False).astype("Int64")
     for col in COLUMNS:
@@ -97,6 +101,22 @@ def _normalise(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
     for col in ("sex", "view"):
         df[col] = df[col].astype("string")
     return df[list(COLUMNS)].reset_index(drop=True)
+
+
+def _check_labels(df: pd.DataFrame, path: Path) -> None:
+    """A label the CSV misspells (`Covid19`, `no finding`) is a BadInputError naming the line: never a guess."""
+    problems = {text: label_string_problem(text) for text in df["labels"].unique()}
+    bad = [text for text, problem in problems.items() if problem is not None]
+    if not bad:
+        return
+    rows = df["labels"].isin(bad).to_numpy().nonzero()[0]
+    first = int(rows[0])
+    more = f"; {len(rows) - 1} more such rows" if len(rows) > 1 else ""
+    raise BadInputError(
+        f"metadata CSV {path} line {first + 2} ({df['filename'].iloc[first]}): {problems[df['labels'].iloc[first]]}"
+        + more,
+        "labels must be exact NIH names joined by '|' (e.g. Effusion|Mass) or 'No Finding'",
+    )
 
 
 def load_metadata(path: Path | None = None) -> pd.DataFrame:
@@ -147,10 +167,13 @@ def load_split_list(name: str, directory: Path | None = None) -> list[str]:
         return [line.strip() for line in fh if line.strip()]
 
 
-def metadata_from_shards(data_dir: Path) -> pd.DataFrame:
-    """The normalised metadata columns of a shard folder (file names and labels; age/sex/view when stored)."""
+def metadata_from_shards(data_dir: Path, *, strict: bool = False) -> pd.DataFrame:
+    """The normalised metadata columns of a shard folder (file names and labels; age/sex/view when stored).
+
+    Rows with a bad label are left out with a warning (`ShardIndex.open`); with `strict` they are a BadInputError.
+    """
     from chexvision.data.shards import ShardIndex
 
-    index = ShardIndex.open(Path(data_dir))
+    index = ShardIndex.open(Path(data_dir), strict=strict)
     raw = pd.DataFrame({"filename": index.filenames, "labels": index.labels, **index.extra})
     return _normalise(raw, Path(data_dir))

@@ -1,15 +1,25 @@
 """Patient-disjoint train/val/test splits over image names: `official`, `chexnet` and `patient` (DESIGN §2).
 
+A patient's split is a function of (scheme, seed, patient id) only, never of which other images a folder holds, so
+any subset of a data set (a folder with images missing, an evaluation folder) gets exactly the assignment training
+saw (`SPLIT_RULE` names this rule in run.json):
+
 - official: test = names in the NIH official test list; train+val = every other name; val = a seeded
-  `val_fraction` of the train+val *patients*. Needs only `official_test.txt.gz`.
+  `val_fraction` of the NIH train+val *patients*, drawn over the full patient list (the 28,008 patients of
+  `official_train_val.txt.gz`; without that file, the same list derived from the 30,805 NIH patient ids minus
+  those of `official_test.txt.gz`). A patient outside the NIH list: val when `unit_hash(seed, id) < val_fraction`.
 - chexnet: the CheXNet train/val/test lists (Rajpurkar et al. 2017); names in none of them are dropped.
-- patient: seeded 70/10/20 by patient, for data sets without lists (synthetic data).
+- patient: for data sets without lists (synthetic, external): u = `unit_hash(seed, id)` (sha256 of
+  f"{seed}:{id}" mapped to [0, 1)); train u < 0.8 - val_fraction, val below 0.8, test from 0.8 (70/10/20).
 
 Every split is checked for patient overlap before it is returned; a leak is a `BadInputError`.
+`split_fingerprints` gives each split's {count, sha256 of its sorted image names} (run.json
+`dataset.split_fingerprints`), which evaluation compares with the images it scores.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -25,17 +35,24 @@ from chexvision.labels import LABELS, label_matrix
 
 __all__ = [
     "SPLIT_NAMES",
+    "SPLIT_RULE",
     "SPLIT_SCHEMES",
     "Split",
     "check_disjoint",
     "default_split_scheme",
+    "fingerprint",
     "make_split",
+    "nih_trainval_patients",
     "patient_ids",
+    "split_fingerprints",
     "split_summary",
+    "unit_hash",
 ]
 
 SPLIT_NAMES = ("train", "val", "test")
+SPLIT_RULE = "patient-hash-v1"  # run.json dataset.split_rule: runs without it split by the folder's own images
 _PATIENT_TEST_FRACTION = 0.2  # the `patient` scheme: 70/10/20
+NIH_PATIENTS = 30805  # NIH ChestX-ray14 patient ids run 1..30805 (checked against the shipped metadata in tests)
 
 
 class Split(dict[str, np.ndarray]):
@@ -83,8 +100,33 @@ def _member(names: pa.Array, listed: frozenset[str]) -> np.ndarray:
     return np.fromiter((name in listed for name in names.to_pylist()), dtype=bool, count=len(names))
 
 
-def _rng_permutation(values: np.ndarray, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).permutation(np.sort(values))
+def unit_hash(seed: int, pids: np.ndarray) -> np.ndarray:
+    """Per patient id, sha256(f"{seed}:{id}")'s first 8 bytes as a float in [0, 1): a seeded, folder-free draw."""
+    unique, inverse = np.unique(np.asarray(pids, dtype=np.int64), return_inverse=True)
+    draws = np.fromiter(
+        (int.from_bytes(hashlib.sha256(f"{seed}:{int(p)}".encode()).digest()[:8], "big") / 2.0**64 for p in unique),
+        dtype=np.float64,
+        count=len(unique),
+    )
+    return draws[inverse].reshape(-1)
+
+
+@cache
+def nih_trainval_patients() -> np.ndarray:
+    """Sorted ids of the 28,008 NIH train+val patients: the official train_val list's, else all minus the test's."""
+    try:
+        listed = load_split_list("official_train_val")
+    except BadInputError:  # a remote bundle keeps only official_test.txt.gz: the same patients, derived
+        test = np.unique(patient_ids(sorted(_listed("official_test"))))
+        return np.setdiff1d(np.arange(1, NIH_PATIENTS + 1, dtype=np.int64), test)
+    return np.unique(patient_ids(listed))
+
+
+@cache
+def _nih_val_patients(seed: int, val_fraction: float) -> np.ndarray:
+    patients = nih_trainval_patients()
+    n_val = _fraction_count(len(patients), val_fraction)
+    return np.sort(np.random.default_rng(seed).permutation(patients)[:n_val])
 
 
 def _indices(mask: np.ndarray) -> np.ndarray:
@@ -93,10 +135,10 @@ def _indices(mask: np.ndarray) -> np.ndarray:
 
 def _split_official(names: pa.Array, pids: np.ndarray, seed: int, val_fraction: float) -> Split:
     is_test = _member(names, _listed("official_test"))
-    trainval_patients = np.unique(pids[~is_test])
-    n_val = _fraction_count(len(trainval_patients), val_fraction)
-    val_patients = _rng_permutation(trainval_patients, seed)[:n_val]
-    is_val = ~is_test & np.isin(pids, val_patients)
+    in_nih = np.isin(pids, nih_trainval_patients())
+    is_val = ~is_test & np.where(
+        in_nih, np.isin(pids, _nih_val_patients(seed, val_fraction)), unit_hash(seed, pids) < val_fraction
+    )
     parts = {"train": _indices(~is_test & ~is_val), "val": _indices(is_val), "test": _indices(is_test)}
     return Split(parts, scheme="official")
 
@@ -112,11 +154,9 @@ def _split_chexnet(names: pa.Array) -> Split:
 
 
 def _split_patient(pids: np.ndarray, seed: int, val_fraction: float) -> Split:
-    patients = _rng_permutation(np.unique(pids), seed)
-    n_test = _fraction_count(len(patients), _PATIENT_TEST_FRACTION)
-    n_val = min(_fraction_count(len(patients), val_fraction), max(len(patients) - n_test - 1, 0))
-    is_test = np.isin(pids, patients[:n_test])
-    is_val = np.isin(pids, patients[n_test : n_test + n_val])
+    u = unit_hash(seed, pids)
+    is_test = u >= 1.0 - _PATIENT_TEST_FRACTION
+    is_val = ~is_test & (u >= 1.0 - _PATIENT_TEST_FRACTION - val_fraction)
     parts = {"train": _indices(~is_test & ~is_val), "val": _indices(is_val), "test": _indices(is_test)}
     return Split(parts, scheme="patient")
 
@@ -129,6 +169,18 @@ def _fraction_count(n: int, fraction: float) -> int:
     return min(count, max(n - 1, 0))
 
 
+def fingerprint(names: Sequence[str]) -> dict[str, Any]:
+    """`{count, sha256}` of a set of image names: sha256 of their sorted base names joined by newlines (UTF-8)."""
+    base = sorted(_basenames(list(names)).to_pylist()) if len(names) else []
+    return {"count": len(base), "sha256": hashlib.sha256("\n".join(base).encode("utf-8")).hexdigest()}
+
+
+def split_fingerprints(filenames: Sequence[str], split: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Per split (train, val, test): `fingerprint` of its image names (run.json `dataset.split_fingerprints`)."""
+    values = np.asarray(filenames, dtype=object)
+    return {part: fingerprint(list(values[split[part]])) for part in SPLIT_NAMES if part in split}
+
+
 def default_split_scheme(dataset_meta: Mapping[str, Any]) -> str:
     """The scheme a data folder asks for in its dataset.json (synthetic data: patient), else official."""
     return str(dataset_meta.get("default_split_scheme", "official"))
@@ -137,13 +189,16 @@ def default_split_scheme(dataset_meta: Mapping[str, Any]) -> str:
 def make_split(filenames: Sequence[str], scheme: str = "official", seed: int = 0, val_fraction: float = 0.1) -> Split:
     """Split image names by patient. Returns a `Split` (a dict "train"/"val"/"test" -> int64 indices).
 
-    `val_fraction` is the share of train+val patients held out for validation (official) or of all patients
-    (patient scheme). The result is checked with `check_disjoint` before it is returned.
+    `val_fraction` is the share of NIH train+val patients held out for validation (official) or the width of the
+    validation band of the patient hash (patient scheme: at most 0.8). Each patient's split depends only on
+    (scheme, seed, patient id). The result is checked with `check_disjoint` before it is returned.
     """
     if scheme not in SPLIT_SCHEMES:
         raise BadInputError(f"unknown split scheme {scheme!r}", f"choose one of {', '.join(SPLIT_SCHEMES)}")
     if not 0.0 <= val_fraction < 1.0:
         raise BadInputError(f"val_fraction {val_fraction} is outside [0, 1)", "use e.g. 0.1")
+    if scheme == "patient" and val_fraction > 1.0 - _PATIENT_TEST_FRACTION:
+        raise BadInputError(f"val_fraction {val_fraction} leaves no training patients", "use e.g. 0.1")
     names = _basenames(filenames)
     pids = patient_ids(filenames)
     if scheme == "official":

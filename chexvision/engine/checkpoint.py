@@ -1,11 +1,14 @@
 """Resumable training state in `last.ckpt`, readable with `torch.load(weights_only=True)` (no pickle of objects).
 
-RNG states are stored as tensors and plain lists so the safe loader accepts them; writes are atomic (tmp + rename),
-so a run killed mid-write keeps the previous checkpoint.
+RNG states are stored as tensors and plain lists so the safe loader accepts them. `checkpoint_writer` and
+`safetensors_writer` are `chexvision.rundir.Writer`s: `RunDir.commit` has them write temporary files, renames them
+with the epoch's other files and records their sha256, so a run killed or out of disk mid-write keeps the previous
+epoch whole. `save_checkpoint` / `save_safetensors` write one file atomically on their own (outside a run directory).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -17,16 +20,19 @@ import torch
 from chexvision.engine.state import Trainer
 from chexvision.errors import BadInputError
 from chexvision.files import tmp_sibling
-from chexvision.rundir import RunDir
+from chexvision.rundir import RunDir, Writer
 
 __all__ = [
     "capture_rng",
     "checkpoint_state",
+    "checkpoint_writer",
     "load_checkpoint",
     "open_run",
     "restore_rng",
+    "safetensors_writer",
     "save_checkpoint",
     "save_safetensors",
+    "write_checkpoint",
 ]
 
 
@@ -53,14 +59,39 @@ def restore_rng(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary sibling, fsync, then rename over `path`."""
-    tmp = tmp_sibling(path)
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
+def _write_bytes(path: Path, data: bytes | memoryview) -> None:
+    """Plain Python writes + fsync: a full disk is an OSError(ENOSPC), not a C++ writer's RuntimeError."""
+    with open(path, "wb") as fh:
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+
+
+def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to exactly `path` (serialised in memory first), then fsync; the caller renames it into place."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _write_bytes(path, buffer.getbuffer())
+
+
+def _atomic(write: Writer, path: Path) -> None:
+    tmp = tmp_sibling(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temporary sibling, fsync, then rename over `path`."""
+    _atomic(checkpoint_writer(state), path)
+
+
+def checkpoint_writer(state: dict[str, Any]) -> Writer:
+    """A Writer of `state` as a checkpoint (for `RunDir.commit`)."""
+    return lambda path: write_checkpoint(path, state)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -79,12 +110,15 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def save_safetensors(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Best weights without pickle: contiguous CPU copies, atomic write."""
-    from safetensors.torch import save_file
+    _atomic(safetensors_writer(state_dict, metadata), path)
+
+
+def safetensors_writer(state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Writer:
+    """A Writer of `state_dict` as safetensors (contiguous CPU copies taken now, for `RunDir.commit`)."""
+    from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    tmp = tmp_sibling(path)
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    return lambda path: _write_bytes(path, save(tensors, metadata=metadata))
 
 
 def checkpoint_state(tr: Trainer, epoch: int, history: list[dict[str, Any]], best: dict[str, Any]) -> dict[str, Any]:
@@ -103,10 +137,16 @@ def checkpoint_state(tr: Trainer, epoch: int, history: list[dict[str, Any]], bes
     }
 
 
-def open_run(run: RunDir, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume from (None: start fresh); refuses to overwrite an existing run."""
+def open_run(run: RunDir, resume: bool, is_main: bool = True) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None: start fresh); refuses to overwrite an existing run.
+
+    On resume the main process first clears an earlier crash's temporary files and records the files as found
+    (`RunDir.adopt_files`).
+    """
     if run.has_run() and not resume:
         raise BadInputError(f"{run.path} already holds a run", "continue it with --resume, or choose another --out")
+    if resume and is_main:
+        run.adopt_files()
     if resume and run.last_ckpt.exists():
         return load_checkpoint(run.last_ckpt)
     return None  # --resume before the first finished epoch starts over

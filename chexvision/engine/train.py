@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chexvision.config import TrainConfig
-from chexvision.engine.checkpoint import checkpoint_state, open_run, restore_rng, save_checkpoint, save_safetensors
+from chexvision.engine.checkpoint import checkpoint_state, checkpoint_writer, open_run, restore_rng, safetensors_writer
 from chexvision.engine.distributed import (
     DistInfo,
     all_gather_rows,
@@ -38,7 +38,19 @@ from chexvision.engine.metrics import validation_metrics
 from chexvision.engine.optim import Phase, phase_of_epoch, plan_phases
 from chexvision.engine.state import FitResult, NullReporter, Reporter, Trainer, environment_info, resolve_amp
 from chexvision.errors import BadInputError, RunFailedError
-from chexvision.rundir import RunDir, dataset_info, epoch_log_line, new_run_id
+from chexvision.files import is_disk_full
+from chexvision.rundir import (
+    HISTORY_JSON,
+    LAST_CKPT,
+    METRICS_JSON,
+    WEIGHTS,
+    DiskFullError,
+    RunDir,
+    Writer,
+    dataset_info,
+    epoch_log_line,
+    new_run_id,
+)
 
 if TYPE_CHECKING:
     from chexvision.models import CheXModel
@@ -239,7 +251,7 @@ def fit(
     reporter = reporter or NullReporter()
     dist = dist or init_distributed(cfg.device)
     run = RunDir(Path(out_dir))
-    ckpt = open_run(run, resume)
+    ckpt = open_run(run, resume, dist.is_main)
     resumed = run.read_run().get("run_id")
     barrier(dist)  # every rank has looked at the directory before rank 0 writes to it
     _configure_torch(cfg, dist)
@@ -273,9 +285,9 @@ def fit(
     with _failures_recorded(run, cfg, dist):
         status, reason = _epochs(tr, loaders, phases, run, epoch, ckpt, history, best, reporter, scheme,
                                  started, time_budget_hours)  # fmt: skip
+        if dist.is_main and best["best_epoch"] is None:  # no epoch had a defined AUC: publish the last weights
+            run.commit({WEIGHTS: safetensors_writer(model.state_dict())})
     if dist.is_main:
-        if best["best_epoch"] is None:  # no epoch had a defined AUC: publish the last weights
-            save_safetensors(run.weights, model.state_dict())
         run.set_status(status, None if status == "complete" else reason)
         if loaders.skipped:
             run.append_log(f"skipped {loaders.skipped} unreadable images (reported above; --strict makes them fatal)")
@@ -292,9 +304,26 @@ def _record_start(cfg: TrainConfig, model: CheXModel, data_dir: Path, loaders: A
     config = cfg.to_dict()
     config["model"]["kwargs"] = model_config(model)["kwargs"]  # exactly what rebuilds the architecture
     config["data"]["split_scheme"] = scheme  # resolved (dataset.json default): evaluation re-splits the same way
-    dataset = dataset_info(read_dataset_meta(data_dir), scheme, loaders.counts, loaders.clahe)
+    dataset = dataset_info(read_dataset_meta(data_dir), scheme, loaders.counts, loaders.clahe, seed=cfg.data.seed,
+                           **_split_record(cfg, data_dir, scheme))  # fmt: skip
     run.start(run_id=run_id, model=cfg.model.name, preset=cfg.preset, config=config, dataset=dataset,
               env=environment_info())  # fmt: skip
+
+
+def _split_record(cfg: TrainConfig, data_dir: Path, scheme: str) -> dict[str, Any]:
+    """run.json dataset.split_rule and split_fingerprints: the split exactly as the loaders drew it (same index, scheme
+    and seed), so `evaluate` can tell which images training saw."""
+    from chexvision.data.shards import ShardIndex
+    from chexvision.data.splits import SPLIT_RULE, make_split, split_fingerprints
+
+    shards_log = logging.getLogger("chexvision.data.shards")
+    quiet, shards_log.disabled = shards_log.disabled, True  # the loaders have already warned about any bad row
+    try:
+        index = ShardIndex.open(data_dir, strict=cfg.data.strict)
+    finally:
+        shards_log.disabled = quiet
+    split = make_split(index.filenames, scheme, cfg.data.seed)
+    return {"split_rule": SPLIT_RULE, "split_fingerprints": split_fingerprints(index.filenames, split)}
 
 
 @contextlib.contextmanager
@@ -305,6 +334,13 @@ def _failures_recorded(run: RunDir, cfg: TrainConfig, dist: DistInfo) -> Iterato
     except RunFailedError as exc:
         _fail(run, dist, exc.message)
         raise
+    except OSError as exc:
+        if not is_disk_full(exc):
+            _fail(run, dist, f"{type(exc).__name__}: {exc}")
+            raise
+        full = DiskFullError(run.path, None)  # e.g. the data loader's or torch's own writes
+        _fail(run, dist, full.message)
+        raise full from exc
     except torch.OutOfMemoryError as exc:
         _fail(run, dist, "CUDA out of memory")
         raise RunFailedError(
@@ -323,8 +359,9 @@ def _failures_recorded(run: RunDir, cfg: TrainConfig, dist: DistInfo) -> Iterato
 
 def _fail(run: RunDir, dist: DistInfo, reason: str) -> None:
     if dist.is_main and run.run_json.exists():
-        run.set_status("error", reason)
-        run.append_log(f"run error: {reason}")
+        run.set_status("error", reason)  # in place if the disk is still full
+        with contextlib.suppress(OSError, RunFailedError):  # a full disk may not take the log line
+            run.append_log(f"run error: {reason}")
 
 
 def _epochs(
@@ -376,11 +413,14 @@ def _save_epoch(
     tr: Trainer, run: RunDir, epoch: int, history: list[dict[str, Any]], best: dict[str, Any], improved: bool,
     scheme: str,
 ) -> None:  # fmt: skip
-    """Best weights + metrics, then last.ckpt, then history.json and the log line: a kill anywhere resumes cleanly."""
+    """One commit per epoch (best weights + metrics when improved, last.ckpt, history.json, run.json's hashes), then
+    the log line: a kill or a full disk anywhere leaves the files of one epoch, and `--resume` continues from it."""
     record = history[-1]
+    files: dict[str, Writer | dict[str, Any]] = {}
     if improved:
-        save_safetensors(run.weights, tr.model.state_dict(), metadata={"epoch": str(epoch)})
-        run.write_best_metrics(scheme, record)
-    save_checkpoint(run.last_ckpt, checkpoint_state(tr, epoch, history, best))
-    run.write_history(history, best["best_epoch"], best["best_auc"])
+        files[WEIGHTS] = safetensors_writer(tr.model.state_dict(), metadata={"epoch": str(epoch)})
+        files[METRICS_JSON] = run.best_metrics_doc(scheme, record)
+    files[LAST_CKPT] = checkpoint_writer(checkpoint_state(tr, epoch, history, best))
+    files[HISTORY_JSON] = run.history_doc(history, best["best_epoch"], best["best_auc"])
+    run.commit(files)
     run.append_log(epoch_log_line(record, tr.cfg.schedule.epochs, improved))

@@ -44,6 +44,7 @@ from chexvision.rundir import (
     RUN_JSON,
     WEIGHTS,
     RunInfo,
+    check_files,
     safetensors_problem,
 )
 
@@ -344,6 +345,7 @@ def publish_run(
     created (token checked) only when publishing to the Hub. Returns where the run now is.
     """
     art = read_run(Path(run_dir))
+    check_files(art.run_dir, art.run, COPIED_FILES)  # never publish a file that changed since training wrote it
     if problem := safetensors_problem(art.weights):
         raise BadInputError(f"{art.run_dir}: {problem}", "fetch the run again, or publish another run")
     tag = _check_tag(tag or art.run_id)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from chexvision.errors import BadInputError
 from chexvision.inference.preprocess import EvalTransform, eval_transform
-from chexvision.rundir import CONFIG_JSON, WEIGHTS, RunInfo, read_run_dir
+from chexvision.rundir import CONFIG_JSON, WEIGHTS, RunInfo, check_files, read_run_dir
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +55,9 @@ def load_model_dir(folder: Path, device: str | torch.device = "cpu") -> LoadedMo
     """Rebuild the model of `folder` (config.json + model.safetensors) in eval mode on `device`.
 
     run.json, when present, names the run and records the training data (which decides CLAHE); a damaged one does
-    not block loading the weights.
+    not block loading the weights. When it records the files' sha256 (run.json "files"), config.json and
+    model.safetensors must match it: a changed file is a FilesChangedError (exit 2) naming it, whatever the folder
+    is (a run directory, a `--hub-dir` snapshot, a Hub download).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -64,9 +66,11 @@ def load_model_dir(folder: Path, device: str | torch.device = "cpu") -> LoadedMo
 
     info = read_run_dir(Path(folder), required=(CONFIG_JSON, WEIGHTS), strict=False,
                         hint="a model folder needs the config.json and model.safetensors its run wrote")  # fmt: skip
+    check_files(info.run_dir, info.run, (CONFIG_JSON, WEIGHTS))
     if not isinstance(info.config.get("model"), dict):
         raise BadInputError(f'{info.run_dir / CONFIG_JSON} has no "model" section', "was it written by training?")
     model = build_from_config(info.config["model"])
+    model.run_config = dict(info.config)  # save_pretrained writes it back: data size and normalisation included
     try:
         state = load_file(str(info.weights), device=str(device))
     except (SafetensorError, OSError) as exc:
