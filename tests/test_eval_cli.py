@@ -54,6 +54,7 @@ def test_evaluate_runs_writes_metrics_report_and_ensemble(workspace: Path, evalu
     assert set(evaluated["per_class_auc"]) == set(LABELS)
     assert isinstance(evaluated["macro_auc"], float) and isinstance(evaluated["binary_auc"], float)
     assert set(evaluated["runs"]) == {"run-a", "run-b"}
+    assert evaluated["fitted_on"] == "validation" and evaluated["runs"]["run-a"]["binary_source"] == "binary head"
     assert evaluated["ensemble"]["macro_auc"] == evaluated["macro_auc"]
     run_a = evaluated["runs"]["run-a"]
     assert "tta" in run_a and "macro_auc" in run_a["tta"]
@@ -107,6 +108,13 @@ def test_evaluate_predictions_csv_from_any_model(tmp_path: Path) -> None:
     assert doc["per_class_auc"]["Hernia"] is None
     assert doc["binary_auc"] == pytest.approx(roc_auc_score(y.sum(1) > 0, probs[:50].max(1)))
     assert (tmp_path / "o" / "report.html").is_file()
+    # no validation predictions: fitted on the test set by 2-fold patient cross-fitting, and said so everywhere
+    assert doc["fitted_on"] == "test, 2-fold cross-fitted by patient"
+    assert doc["binary_source"] == "max of the 14 finding probabilities"
+    assert set(doc["degenerate_replicates"]) <= set(LABELS) and 0 <= doc["complete_replicates"] <= 5
+    written = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert written["fitted_on"] == doc["fitted_on"] and written["binary_source"] == doc["binary_source"]
+    assert next(iter(written["runs"].values()))["plain"]["fitted_on"] == doc["fitted_on"]
 
 
 def test_errors_name_the_fix(workspace: Path, tmp_path: Path, make_run_dir: Callable[..., Path]) -> None:
@@ -136,6 +144,10 @@ def test_cam_command_writes_overlays(workspace: Path, tmp_path: Path) -> None:
         "cam", str(workspace / "run-a"), str(image), "--top", "2", "--out", str(tmp_path / "c"), "--device", "cpu"
     )
     assert len(doc) == 2
+    by_spec = _invoke(
+        "cam", "--model", str(workspace / "run-a"), str(image), "--top", "2", "--out", str(tmp_path / "m")
+    )
+    assert [row["label"] for row in by_spec] == [row["label"] for row in doc]  # --model SPEC: the same maps
 
 
 def test_bad_prediction_and_label_files_are_one_line_errors(tmp_path: Path) -> None:

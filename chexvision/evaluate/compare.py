@@ -1,8 +1,16 @@
-"""`chexvision compare`: the head-to-head table of evaluated runs and a paired bootstrap of macro AUROC.
+"""`chexvision compare`: the head-to-head table of evaluated runs, a paired bootstrap of macro AUROC, and DeLong's
+test per class with Holm's correction.
 
 Each run must have been evaluated (`chexvision evaluate RUN --data D`): its metrics.json `test` section gives the
-numbers and points at the per-image predictions, which the paired test resamples (by patient) on the images
-both runs were scored on.
+numbers and points at the per-image predictions, which the paired tests use on the images both runs were scored on.
+
+The macro difference is tested by the paired patient bootstrap (images of one patient are correlated); each class
+by DeLong's test for two correlated ROC curves (`chexvision.evaluate.significance`), with Holm's step-down
+correction across the classes tested, so "which classes differ" holds at the family-wise level `alpha`.
+
+A bootstrap p-value has a resolution of 1/B: when no replicate difference lies on the far side of zero the
+estimate is 0, which is not a p-value anyone should read as zero. The JSON keeps the computed number (`p_value`:
+0.0) and adds `p_value_upper_bound` (1/B in that case, else null); the Markdown prints `< 0.001` (B = 1000).
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ import pandas as pd
 
 from chexvision.errors import BadInputError
 from chexvision.evaluate.bootstrap import paired_bootstrap
-from chexvision.evaluate.report import format_estimate
+from chexvision.evaluate.report import delong_rows, format_estimate
+from chexvision.evaluate.significance import per_class_delong
 from chexvision.files import atomic_write_text
 from chexvision.labels import LABELS, label_matrix
 from chexvision.rundir import METRICS_JSON, RunInfo, read_run_dir
@@ -77,7 +86,7 @@ def _load_predictions(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.read_csv(path).drop_duplicates("filename").set_index("filename")
 
 
-def _paired(a: dict[str, Any], b: dict[str, Any], n: int, seed: int) -> dict[str, Any]:
+def _paired(a: dict[str, Any], b: dict[str, Any], n: int, seed: int, alpha: float) -> dict[str, Any]:
     fa, fb = _load_predictions(a), _load_predictions(b)
     common = fa.index.intersection(fb.index)
     if len(common) == 0:
@@ -88,19 +97,26 @@ def _paired(a: dict[str, Any], b: dict[str, Any], n: int, seed: int) -> dict[str
     fa, fb = fa.loc[common], fb.loc[common]
     cols = [f"prob_{name}" for name in LABELS]
     y14 = label_matrix(list(fa["labels"].astype(str)))
-    result = paired_bootstrap(
-        y14, fa[cols].to_numpy(np.float64), fb[cols].to_numpy(np.float64), fa["patient_id"].to_numpy(), n, seed
-    )
-    return {"a": a["name"], "b": b["name"], "n_images": len(common), **result}
+    p_a, p_b = fa[cols].to_numpy(np.float64), fb[cols].to_numpy(np.float64)
+    pair: dict[str, Any] = {"a": a["name"], "b": b["name"], "n_images": len(common)}
+    if n > 0:
+        pair.update(paired_bootstrap(y14, p_a, p_b, fa["patient_id"].to_numpy(), n, seed))
+        replicates = int(pair.get("replicates") or n)  # replicates with a finite difference
+        pair["p_value_upper_bound"] = 1.0 / replicates if pair["p_value"] == 0.0 else None
+    pair["delong"] = per_class_delong(y14, p_a, p_b, alpha)
+    return pair
 
 
-def compare_runs(run_dirs: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Summaries of every run and, for every pair, the paired bootstrap of macro AUROC(a) - macro AUROC(b)."""
+def compare_runs(
+    run_dirs: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Summaries of every run and, for every pair, the paired bootstrap of macro AUROC(a) - macro AUROC(b)
+    (`bootstrap` > 0) and the per-class DeLong tests with Holm's correction at family-wise level `alpha`."""
     if len(run_dirs) < 2:
         raise BadInputError("compare needs at least two runs", "pass two or more RUN_DIRs")
     summaries = [run_summary(Path(d)) for d in run_dirs]
-    pairs = [_paired(a, b, bootstrap, seed) for a, b in combinations(summaries, 2)] if bootstrap > 0 else []
-    return {"runs": summaries, "pairs": pairs, "bootstrap": bootstrap, "seed": seed}
+    pairs = [_paired(a, b, bootstrap, seed, alpha) for a, b in combinations(summaries, 2)]
+    return {"runs": summaries, "pairs": pairs, "bootstrap": bootstrap, "seed": seed, "alpha": alpha}
 
 
 def comparison_markdown(result: dict[str, Any]) -> str:
@@ -119,17 +135,41 @@ def comparison_markdown(result: dict[str, Any]) -> str:
     ]
     body = "".join(f"| {name} | " + " | ".join(cells) + " |\n" for name, cells in rows)
     text = "# Head-to-head comparison (test split)\n\n" + head + body
-    if result["pairs"]:
+    bootstrapped = [p for p in result["pairs"] if "diff" in p]
+    if bootstrapped:
         text += (
             f"\n## Paired bootstrap of the macro-AUROC difference ({result['bootstrap']} patient resamples)\n\n"
             "| A | B | images | AUROC(A) - AUROC(B) | 95% CI | p (two-sided) |\n|---|---|---|---|---|---|\n"
         )
-        for p in result["pairs"]:
+        for p in bootstrapped:
             ci = p["ci"] or [float("nan")] * 2
-            p_val = "n/a" if p["p_value"] is None else f"{p['p_value']:.3f}"
             interval = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
-            text += f"| {p['a']} | {p['b']} | {p['n_images']} | {p['diff']:+.4f} | {interval} | {p_val} |\n"
+            text += f"| {p['a']} | {p['b']} | {p['n_images']} | {p['diff']:+.4f} | {interval} | {_bootstrap_p(p)} |\n"
+    for p in result["pairs"]:
+        text += _delong_markdown(p)
     return text
+
+
+def _bootstrap_p(pair: dict[str, Any]) -> str:
+    if pair["p_value"] is None:
+        return "n/a"
+    if pair.get("p_value_upper_bound") is not None:
+        return f"< {pair['p_value_upper_bound']:.2g}"  # no replicate crossed zero: below the resolution 1/B
+    return f"{pair['p_value']:.3f}"
+
+
+def _delong_markdown(pair: dict[str, Any]) -> str:
+    delong = pair["delong"]
+    text = (
+        f"\n## Per-class AUROC: {pair['a']} vs {pair['b']} (DeLong, Holm-corrected over {delong['tested']} classes, "
+        f"family-wise alpha {delong['alpha']:g})\n\n"
+        "| class | positives | AUROC A | AUROC B | A - B | p | p (Holm) | differs |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    for row in delong_rows(delong):
+        text += "| " + " | ".join(row) + " |\n"
+    survivors = ", ".join(delong["significant"]) or "none"
+    return text + f"\nDifferences that survive Holm's correction: {survivors}.\n"
 
 
 def write_comparison(result: dict[str, Any], out: Path) -> dict[str, Path]:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chexvision.data.bbox import Box, read_bbox_csv
-from chexvision.data.shards import ShardIndex
+from chexvision.data.classes import classes_mask, dataset_classes
+from chexvision.data.shards import ShardIndex, read_dataset_meta
 from chexvision.errors import BadInputError
 from chexvision.evaluate.gradcam import (
     grad_cam,
@@ -33,8 +34,9 @@ from chexvision.evaluate.gradcam import (
 )
 from chexvision.evaluate.localization import CamRecord, score_localization
 from chexvision.evaluate.metrics import flat_metrics
-from chexvision.evaluate.predictions import Predictions, ensemble, score_predictions
-from chexvision.evaluate.split_predict import predict_split, split_indices
+from chexvision.evaluate.predictions import Predictions, StartStep, ensemble, score_predictions
+from chexvision.evaluate.split_predict import check_split, predict_split, split_indices
+from chexvision.evaluate.subgroups import add_subgroups, parse_subgroups, table_from_index
 from chexvision.files import atomic_write_text
 from chexvision.inference.load import LoadedModel, load_model_dir
 from chexvision.labels import LABELS
@@ -49,6 +51,7 @@ __all__ = [
     "evaluate_runs",
     "localize_run",
     "metrics_section_name",
+    "reference_score",
     "write_csv_outputs",
     "write_outputs",
 ]
@@ -71,6 +74,9 @@ class EvalOptions:
     bbox_csv: Path | None = None  # score Grad-CAM maps against these boxes
     bbox_frame: int | None = None  # pixel size of the frame the boxes are in (None: auto)
     cam_samples: int = 4  # Grad-CAM overlays in the report (0: none)
+    reference: str | None = None  # also score against these adjudicated labels (chexvision.evaluate.references)
+    reference_sets: tuple[str, ...] | None = None  # the reference's sets to score (None: all)
+    subgroups: str = "auto"  # sex,age,view | auto (those the metadata has) | none (chexvision.evaluate.subgroups)
 
 
 def metrics_section_name(split: str) -> str:
@@ -83,18 +89,51 @@ def _safe(name: str) -> str:
 
 
 def _score_pair(
-    preds: dict[str, Predictions], val: dict[str, Predictions], opts: EvalOptions
+    preds: dict[str, Predictions], val: dict[str, Predictions], opts: EvalOptions, progress: StartStep | None = None
 ) -> dict[str, dict[str, Any]]:
-    return {
+    """Scores of each prediction kind; with `--split val` the validation predictions are the evaluated ones, so
+    `score_predictions` cross-fits thresholds and temperature on them."""
+    scores = {
         key: score_predictions(
             p,
             val.get(key, val["plain"]),
             bootstrap=opts.bootstrap,
             seed=opts.seed,
             target_sensitivity=opts.target_sensitivity,
+            evaluated="validation" if opts.split == "val" else "test",
+            progress=progress,
         )
         for key, p in preds.items()
     }
+    if opts.reference:  # issue 11 item 6: adjudicated labels of the images that have them
+        for key, p in preds.items():
+            scores[key]["reference"] = reference_score(
+                p, opts.reference, opts.reference_sets, bootstrap=opts.bootstrap, seed=opts.seed, progress=progress
+            )
+    return scores
+
+
+def reference_score(
+    preds: Predictions,
+    name: str,
+    sets: Sequence[str] | None = None,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    progress: StartStep | None = None,
+) -> dict[str, Any]:
+    """`score_reference` of `preds`, with one progress bar over its bootstraps (pooled, then per set)."""
+    from chexvision.evaluate.references import reference_blocks, score_reference
+
+    total = bootstrap * reference_blocks(preds, name, sets)
+    advance = progress(f"bootstrap vs {name} labels", total) if progress and total else None
+    return score_reference(preds, name, sets=sets, bootstrap=bootstrap, seed=seed, advance=advance)
+
+
+def _with_dataset_classes(preds: dict[str, Predictions], data_dir: Path) -> dict[str, Predictions]:
+    """Issue 11 item 10: the classes dataset.json defines (`"classes"`) as each prediction's `defined` mask."""
+    classes = dataset_classes(read_dataset_meta(Path(data_dir)), f"{Path(data_dir) / 'dataset.json'}")
+    return {key: replace(p, defined=classes_mask(classes, len(p))) for key, p in preds.items()}
 
 
 def _box_frame(boxes: dict[str, list[Box]], index: ShardIndex, rows: np.ndarray, explicit: int | None) -> int | None:
@@ -184,17 +223,23 @@ def _cam_samples(
 
 
 def _evaluate_run(
-    run: LoadedModel, index: ShardIndex, opts: EvalOptions, out: Path
+    run: LoadedModel, index: ShardIndex, opts: EvalOptions, out: Path, progress: StartStep | None = None
 ) -> tuple[dict[str, Any], dict[str, Predictions], dict[str, Predictions], list[dict[str, str]]]:
     """One run's scores (+ localization), its predictions on the split and on validation, and its CAM samples."""
-    kw: dict[str, Any] = {"tta": opts.tta, "batch_size": opts.batch_size, "device": opts.device, "index": index}
-    preds = predict_split(run, opts.data_dir, opts.split, **kw)
-    val = preds if opts.split == "val" else predict_split(run, opts.data_dir, "val", **kw)
+    kw: dict[str, Any] = {
+        "tta": opts.tta, "batch_size": opts.batch_size, "device": opts.device, "index": index, "progress": progress,
+    }  # fmt: skip
+    preds = _with_dataset_classes(predict_split(run, opts.data_dir, opts.split, **kw), opts.data_dir)
+    val = (
+        preds
+        if opts.split == "val"
+        else _with_dataset_classes(predict_split(run, opts.data_dir, "val", **kw), opts.data_dir)
+    )
     entry: dict[str, Any] = {
         "run_dir": str(run.run_dir),
         "model": run.config["model"]["name"],
         "num_params": run.num_params,
-        **_score_pair(preds, val, opts),
+        **_score_pair(preds, val, opts, progress),
     }
     rows = split_indices(index, run.info, opts.split, data_dir=opts.data_dir)
     if opts.bbox_csv is not None:
@@ -205,11 +250,16 @@ def _evaluate_run(
     return entry, preds, val, _cam_samples(run, index, rows, preds["plain"], out, opts)
 
 
-def evaluate_runs(run_dirs: Sequence[Path], opts: EvalOptions, out: Path) -> dict[str, Any]:
-    """Evaluate each run (and their ensemble when there are several); write all files; return the results."""
+def evaluate_runs(
+    run_dirs: Sequence[Path], opts: EvalOptions, out: Path, progress: StartStep | None = None
+) -> dict[str, Any]:
+    """Evaluate each run (and their ensemble when there are several); write all files; return the results.
+    `progress(description, total)` is called at the start of each long step (prediction, bootstrap)."""
     if not run_dirs:
         raise BadInputError("no run directory given", "pass one or more RUN_DIRs")
+    request = parse_subgroups(opts.subgroups)  # subgroups hook: a bad --subgroups fails before any work
     index = ShardIndex.open(Path(opts.data_dir))
+    table = table_from_index(index, request, Path(opts.data_dir)) if request.attributes else None
     runs = [load_model_dir(Path(d), opts.device) for d in run_dirs]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
@@ -226,19 +276,31 @@ def evaluate_runs(run_dirs: Sequence[Path], opts: EvalOptions, out: Path) -> dic
     }
     all_preds: dict[str, dict[str, Predictions]] = {}
     all_val: dict[str, dict[str, Predictions]] = {}
+    checked = {run.name: _checked_splits(run, index, opts) for run in runs}  # split hook: refuse before writing
     out.mkdir(parents=True, exist_ok=True)
     for run in runs:
-        entry, all_preds[run.name], all_val[run.name], cams = _evaluate_run(run, index, opts, out)
-        results["runs"][run.name] = entry
+        entry, all_preds[run.name], all_val[run.name], cams = _evaluate_run(run, index, opts, out, progress)
+        add_subgroups(entry, all_preds[run.name], table, bootstrap=opts.bootstrap, seed=opts.seed, progress=progress)
+        results["runs"][run.name] = {**entry, **checked[run.name]}
         results["cam_samples"] += cams
     if len(runs) > 1:
         members = list(all_preds)
         ens = {key: ensemble([all_preds[m][key] for m in members]) for key in all_preds[members[0]]}
         ens_val = {key: ensemble([all_val[m][key] for m in members]) for key in all_val[members[0]]}
         all_preds["ensemble"] = ens
-        results["ensemble"] = {"members": members, **_score_pair(ens, ens_val, opts)}
+        results["ensemble"] = {"members": members, **_score_pair(ens, ens_val, opts, progress)}
+        add_subgroups(results["ensemble"], ens, table, bootstrap=opts.bootstrap, seed=opts.seed, progress=progress)
     write_outputs(results, all_preds, runs, out)
     return results
+
+
+def _checked_splits(run: LoadedModel, index: ShardIndex, opts: EvalOptions) -> dict[str, Any]:
+    """Split hook: `{"split": check_split(...)}` for the scored split, plus `"val_split"` for the validation split
+    that thresholds and temperature are fitted on; either is refused when it holds training images."""
+    doc = {"split": check_split(index, run.info, opts.split, data_dir=opts.data_dir)}
+    if opts.split != "val":
+        doc["val_split"] = check_split(index, run.info, "val", data_dir=opts.data_dir)
+    return doc
 
 
 def write_outputs(
@@ -283,8 +345,26 @@ def _jsonable(value: Any) -> Any:
 
 
 def brief(score: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of one score that `--json` prints per model: every metrics-table row (+ `_ci`), per class AUC."""
-    return {**flat_metrics(score), "per_class_auc": score["per_class_auc"], "n_images": score["n_images"]}
+    """The numbers of one score that `--json` prints per model: every metrics-table row (+ `_ci`), per class AUC,
+    where thresholds and temperature were fitted, where the binary score comes from, and the bootstrap's
+    degenerate replicates (per class: how many resamples had no positives of it, so their macro went without it)."""
+    doc = {
+        **flat_metrics(score),
+        "per_class_auc": score["per_class_auc"],
+        "n_images": score["n_images"],
+        "fitted_on": score["fitted_on"],
+        "binary_source": score["binary_source"],
+        "classes_scored": score.get("classes_scored"),
+        "classes_not_defined": score.get("classes_not_defined"),
+    }
+    if "reference" in score:
+        doc["reference"] = score["reference"]
+    if "subgroups" in score:
+        doc["subgroups"] = score["subgroups"]
+    if "ci" in score:
+        doc["degenerate_replicates"] = score["ci"]["degenerate_replicates"]
+        doc["complete_replicates"] = score["ci"]["complete_replicates"]
+    return doc
 
 
 def write_csv_outputs(score: dict[str, Any], preds: Predictions, out: Path, *, name: str | None = None) -> Path:
@@ -296,6 +376,8 @@ def write_csv_outputs(score: dict[str, Any], preds: Predictions, out: Path, *, n
     results: dict[str, Any] = {
         "split": "predictions file",
         "data": preds.source,
+        "fitted_on": score["fitted_on"],
+        "binary_source": score["binary_source"],
         "tta": False,
         "bootstrap": (score.get("ci") or {}).get("n", 0),
         "seed": (score.get("ci") or {}).get("seed", 0),

@@ -3,32 +3,38 @@
 `Predictions` is what inference returns and what a predictions CSV is read into, so a published model's output
 is scored by exactly the same code (and on exactly the same images) as ours. `score_predictions` produces the
 numbers of one evaluation: AUROC/AUPRC (+ patient-bootstrap CIs), binary operating points chosen on validation,
-and calibration before/after temperature scaling fitted on validation.
+and calibration before/after temperature scaling fitted on validation; without validation predictions both are
+2-fold cross-fitted by patient on the evaluated set (`fitted_on` says which). CSVs are written at full precision
+(every float reads back bit for bit) and a CSV naming an image twice with different rows is refused.
 """
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
+from chexvision.data.classes import class_columns, read_class_columns
 from chexvision.data.splits import patient_ids as _patient_ids
 from chexvision.errors import BadInputError
-from chexvision.evaluate.bootstrap import bootstrap_classification
-from chexvision.evaluate.calibration import expected_calibration_error, fit_temperature, logit, reliability_curve
+from chexvision.evaluate.bootstrap import Advance, bootstrap_classification
+from chexvision.evaluate.calibration import MIN_BIN_COUNT, calibration_summary, per_class_calibration
+from chexvision.evaluate.crossfit import CROSS_FITTED, crossfit_calibration, crossfit_operating_points, patient_folds
 from chexvision.evaluate.metrics import binary_head_metrics, classification_metrics
 from chexvision.evaluate.thresholds import metrics_at_threshold, sensitivity_threshold, youden_threshold
 from chexvision.files import tmp_sibling
 from chexvision.labels import LABELS, NO_FINDING, canonical_label, format_labels, label_matrix, parse_labels
 
 __all__ = [
+    "BINARY_HEAD",
+    "BINARY_MAX",
     "Predictions",
+    "StartStep",
     "ensemble",
     "predictions_from_csv",
     "read_image_list",
@@ -40,11 +46,17 @@ __all__ = [
 _IMAGE_COLUMNS = ("Image Index", "filename", "image", "Image", "image_name", "Image_Index", "path", "file")
 _BINARY_COLUMNS = ("binary", "abnormal", "prob_abnormal", "prob_binary", "Abnormal")
 _NO_FINDING_COLUMNS = ("No Finding", "No_Finding", "prob_No Finding", "prob_No_Finding")
+BINARY_HEAD = "binary head"  # `binary_source` of a trained model's own abnormality head
+BINARY_MAX = "max of the 14 finding probabilities"  # `binary_source` of a predictions file without a binary column
+StartStep = Callable[[str, int], Advance]  # (description, total) -> advance: how a caller shows progress
 
 
 @dataclass
 class Predictions:
-    """Per-image probabilities and ground truth, aligned by row. `binary_from_max`: no binary column was given."""
+    """Per-image probabilities and ground truth, aligned by row.
+
+    `binary_source` says where `pbin` comes from: `BINARY_HEAD`, `"column <name>"` of a predictions file, or
+    `BINARY_MAX`. `warnings` are things the user should see once (e.g. exact duplicate rows that were merged)."""
 
     filenames: list[str]
     patient_ids: np.ndarray  # int64 [N]
@@ -54,6 +66,9 @@ class Predictions:
     pbin: np.ndarray  # float64 [N]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    binary_source: str = BINARY_HEAD
+    warnings: list[str] = field(default_factory=list)
+    defined: np.ndarray | None = None  # bool [N, 14]: classes labelled per image (chexvision.data.classes); None: all
 
     def __len__(self) -> int:
         return len(self.filenames)
@@ -69,7 +84,7 @@ class Predictions:
     def write_csv(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = tmp_sibling(path)
-        self.to_frame().to_csv(tmp, index=False, float_format="%.6g")
+        self.to_frame().to_csv(tmp, index=False)  # repr floats: read back bit for bit (ties stay ties)
         tmp.replace(path)
         return path
 
@@ -91,7 +106,15 @@ def ensemble(members: Sequence[Predictions]) -> Predictions:
         p14=np.mean([m.p14 for m in members], axis=0),
         pbin=np.mean([m.pbin for m in members], axis=0),
         source="ensemble(" + ", ".join(m.source for m in members) + ")",
+        binary_source=_mean_source([m.binary_source for m in members]),
+        defined=first.defined,
     )
+
+
+def _mean_source(sources: Sequence[str]) -> str:
+    """`binary_source` of a mean: the members' one source, or says plainly that unlike scores were averaged."""
+    distinct = list(dict.fromkeys(sources))
+    return distinct[0] if len(distinct) == 1 else "mean of " + " and ".join(distinct)
 
 
 def _basename(name: object) -> str:
@@ -115,13 +138,15 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
         raise BadInputError(f"cannot read {what} file {path}: {exc}", "expected a CSV file") from exc
 
 
-def read_predictions_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """(image names, probabilities [N, 14], binary probability [N] or None) from a predictions CSV.
+def read_predictions_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray | None, str]:
+    """(image names, probabilities [N, 14], binary probability [N] or None, its `binary_source`) from a CSV.
 
     Accepts NIH label names with or without a `prob_` prefix and with `_` or a space (`Pleural Thickening`).
     A binary column is `binary`/`abnormal`/`prob_abnormal`, or `No Finding` (then 1 - p is used).
     """
     frame = _read_csv(path, "predictions")
+    if frame.empty:
+        raise BadInputError(f"predictions file {path} has no rows", "write one row per image")
     image_col = _find_column(list(frame.columns), _IMAGE_COLUMNS)
     if image_col is None:
         raise BadInputError(
@@ -130,12 +155,34 @@ def read_predictions_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray 
         )
     columns = _label_columns(path, frame)
     p14 = _probabilities(path, frame, [columns[name] for name in LABELS])
-    pbin = None
+    pbin, binary_source = None, BINARY_MAX
     if (bcol := _find_column(list(frame.columns), _BINARY_COLUMNS)) is not None:
-        pbin = _probabilities(path, frame, [bcol])[:, 0]
+        pbin, binary_source = _probabilities(path, frame, [bcol])[:, 0], f"column {bcol}"
     elif (ncol := _find_column(list(frame.columns), _NO_FINDING_COLUMNS)) is not None:
-        pbin = 1.0 - _probabilities(path, frame, [ncol])[:, 0]
-    return [_basename(n) for n in frame[image_col]], p14, pbin
+        pbin, binary_source = 1.0 - _probabilities(path, frame, [ncol])[:, 0], f"column {ncol} (1 - p)"
+    return [_basename(n) for n in frame[image_col]], p14, pbin, binary_source
+
+
+def _duplicates(path: Path, names: list[str], p14: np.ndarray, pbin: np.ndarray | None) -> list[str]:
+    """Warnings for images listed more than once with identical probabilities; a BadInputError naming a few
+    whose rows disagree (which one is right cannot be guessed)."""
+    values = pd.DataFrame(p14 if pbin is None else np.column_stack([p14, pbin]))
+    values.insert(0, "name", names)
+    repeated = values[values["name"].duplicated(keep=False)]
+    if repeated.empty:
+        return []
+    distinct = repeated.drop_duplicates()
+    conflicting = list(dict.fromkeys(distinct.loc[distinct["name"].duplicated(), "name"]))
+    if conflicting:
+        shown = ", ".join(conflicting[:3]) + (f" and {len(conflicting) - 3} more" if len(conflicting) > 3 else "")
+        raise BadInputError(
+            f"predictions file {path} lists {len(conflicting)} image{'s' * (len(conflicting) > 1)} more than once "
+            f"with different probabilities: {shown}",
+            "keep one row per image",
+        )
+    n_names, example = repeated["name"].nunique(), str(repeated["name"].iloc[0])
+    return [f"predictions file {path} repeats {n_names} images with identical rows (e.g. {example}); each is "
+            "scored once"]  # fmt: skip
 
 
 def _label_columns(path: Path, frame: pd.DataFrame) -> dict[str, str]:
@@ -179,13 +226,21 @@ def _probabilities(path: Path, frame: pd.DataFrame, columns: list[str]) -> np.nd
 
 
 def read_labels_csv(path: Path) -> pd.DataFrame:
-    """NIH metadata (`Image Index`, `Finding Labels`[, `Patient ID`]) or ours (`filename`, `labels`).
+    """NIH metadata (`Image Index`, `Finding Labels`[, `Patient ID`]), ours (`filename`, `labels`), or, without a
+    label column, one 1/0/blank column per class (blank: not labelled for that image; chexvision.data.classes).
 
-    Returns a frame indexed by image base name with columns `labels` and `patient_id`.
+    Returns a frame indexed by image base name with columns `labels` and `patient_id`, plus, for per-class columns,
+    one column per NIH label holding 1.0, 0.0 or NaN (not defined).
     """
     frame = _read_csv(path, "labels")
     image_col = _find_column(list(frame.columns), _IMAGE_COLUMNS)
     label_col = _find_column(list(frame.columns), ("Finding Labels", "labels", "Finding_Labels", "label"))
+    per_class = None
+    if image_col is not None and label_col is None and class_columns(list(frame.columns)):  # item 10 hook
+        y, defined = read_class_columns(frame, f"labels file {path}")
+        per_class = np.where(defined, y, np.nan) if defined is not None else y.astype(np.float64)
+        frame["labels"] = [format_labels(n for k, n in enumerate(LABELS) if row[k] > 0.5) for row in y]
+        label_col = "labels"
     if image_col is None or label_col is None:
         raise BadInputError(
             f"labels file {path} needs an image column and a label column",
@@ -209,6 +264,8 @@ def read_labels_csv(path: Path) -> pd.DataFrame:
         hint = "use whole numbers in `Patient ID`"
         raise BadInputError(f"labels file {path} has bad patient ids: {exc}", hint) from None
     out = pd.DataFrame({"labels": texts, "patient_id": pids})
+    if per_class is not None:
+        out[list(LABELS)] = per_class
     out.index = pd.Index(names, name="filename")
     return out[~out.index.duplicated()]
 
@@ -224,7 +281,8 @@ def read_image_list(path: Path) -> list[str]:
 
 def predictions_from_csv(pred_csv: Path, labels_csv: Path, images: Sequence[str] | None = None) -> Predictions:
     """Join a predictions CSV with ground truth; restrict to `images` when given (all must be predicted)."""
-    names, p14, pbin = read_predictions_csv(pred_csv)
+    names, p14, pbin, binary_source = read_predictions_csv(pred_csv)
+    warnings = _duplicates(pred_csv, names, p14, pbin)
     truth = read_labels_csv(labels_csv)
     pos = {n: i for i, n in enumerate(names)}
     wanted = list(dict.fromkeys(images)) if images is not None else list(dict.fromkeys(names))
@@ -235,6 +293,12 @@ def predictions_from_csv(pred_csv: Path, labels_csv: Path, images: Sequence[str]
             "predict every listed image, or drop --images",
         )
     unlabelled = [n for n in wanted if n not in truth.index]
+    if unlabelled and len(unlabelled) == len(wanted):
+        raise BadInputError(
+            f"none of the {len(wanted)} predicted images of {pred_csv} is in the labels file {labels_csv} "
+            f"(e.g. {wanted[0]})",
+            "pass the labels of the predicted images (NIH Data_Entry_2017_v2020.csv)",
+        )
     if unlabelled:
         raise BadInputError(
             f"{len(unlabelled)} predicted images are not in the labels file (e.g. {unlabelled[0]})",
@@ -243,9 +307,14 @@ def predictions_from_csv(pred_csv: Path, labels_csv: Path, images: Sequence[str]
     rows = np.array([pos[n] for n in wanted], dtype=np.int64)
     sub = truth.loc[wanted]
     y14 = label_matrix(list(sub["labels"]))
+    defined = None
+    if set(LABELS) <= set(sub.columns):  # per-class 1/0/blank labels: NaN = not defined for that image
+        cells = sub[list(LABELS)].to_numpy(dtype=np.float64)
+        defined = None if np.isfinite(cells).all() else np.isfinite(cells)
     notes = []
     if pbin is None:
-        notes.append("no binary column: the abnormality score is the maximum of the 14 probabilities")
+        notes.append("no binary column: the abnormality score is the maximum of the 14 probabilities, not a trained "
+                     "binary head")  # fmt: skip
         binary = p14[rows].max(axis=1)
     else:
         binary = pbin[rows]
@@ -258,33 +327,38 @@ def predictions_from_csv(pred_csv: Path, labels_csv: Path, images: Sequence[str]
         pbin=binary,
         source=str(pred_csv),
         notes=notes,
+        binary_source=binary_source,
+        warnings=warnings,
+        defined=defined,
     )
+
+
+def _thresholds(ref: Predictions, target: float) -> dict[str, float]:
+    return {
+        "youden": youden_threshold(ref.ybin, ref.pbin),
+        f"sensitivity_{target:g}": sensitivity_threshold(ref.ybin, ref.pbin, target),
+    }
 
 
 def _operating_points(ref: Predictions, test: Predictions, target: float) -> dict[str, Any]:
     if ref.ybin.min() == ref.ybin.max():
         return {}
-    chosen = {
-        "youden": youden_threshold(ref.ybin, ref.pbin),
-        f"sensitivity_{target:g}": sensitivity_threshold(ref.ybin, ref.pbin, target),
-    }
-    return {name: metrics_at_threshold(test.ybin, test.pbin, thr) for name, thr in chosen.items()}
+    return {name: metrics_at_threshold(test.ybin, test.pbin, thr) for name, thr in _thresholds(ref, target).items()}
 
 
 def _calibration(ref: Predictions, test: Predictions, n_bins: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"n_bins": n_bins}
-    pairs = {"multi": (ref.p14, ref.y14, test.p14, test.y14), "binary": (ref.pbin, ref.ybin, test.pbin, test.ybin)}
-    for head, (p_ref, y_ref, p_test, y_test) in pairs.items():
-        t = fit_temperature(logit(p_ref), y_ref)
-        scaled = expit(logit(p_test) / t)  # overflow-free sigmoid
-        out[head] = {
-            "temperature": t,
-            "ece_before": expected_calibration_error(y_test, p_test, n_bins),
-            "ece_after": expected_calibration_error(y_test, scaled, n_bins),
-            "curve_before": reliability_curve(y_test, p_test, n_bins),
-            "curve_after": reliability_curve(y_test, scaled, n_bins),
-        }
-    return out
+    """Temperature per head (binary; 14 labels pooled) and, per class, ECE/Brier/slope/intercept with the ECE after
+    that temperature and after per-class Platt scaling, all fitted on `ref` and measured on `test`."""
+    multi = calibration_summary(ref.p14, ref.y14, test.p14, test.y14, n_bins)
+    per_class = per_class_calibration(ref.y14, ref.p14, test.y14, test.p14, multi["temperature"], n_bins)
+    multi["ece_platt"] = per_class.pop("pooled_ece_platt")
+    return {
+        "n_bins": n_bins,
+        "min_bin_count": MIN_BIN_COUNT,
+        "multi": multi,
+        "binary": calibration_summary(ref.pbin, ref.ybin, test.pbin, test.ybin, n_bins),
+        "per_class": per_class,
+    }
 
 
 def score_predictions(
@@ -295,21 +369,41 @@ def score_predictions(
     seed: int = 0,
     target_sensitivity: float = 0.95,
     n_bins: int = 15,
+    evaluated: str = "test",
+    progress: StartStep | None = None,
 ) -> dict[str, Any]:
-    """All numbers of one evaluation. Thresholds and the temperature are fitted on `val` (else on `test`
-    itself, which is optimistic and recorded as `fitted_on: "evaluated set"`)."""
+    """All numbers of one evaluation. Thresholds and the temperature are fitted on `val`; without one (or when `val`
+    is `test` itself) they are 2-fold cross-fitted by patient on `test` (`chexvision.evaluate.crossfit`), and
+    `fitted_on` says which: "validation" or "<evaluated>, 2-fold cross-fitted by patient"."""
     if len(test) == 0:
         raise BadInputError("no images to evaluate", "check --data/--split or the predictions file")
-    ref = val if val is not None and len(val) else test
-    result: dict[str, Any] = classification_metrics(test.y14, test.p14, test.ybin, test.pbin)
+    result: dict[str, Any] = classification_metrics(test.y14, test.p14, test.ybin, test.pbin, test.defined)
     result["n_patients"] = len(np.unique(test.patient_ids))
-    result["fitted_on"] = "validation" if ref is not test else "evaluated set"
+    result["binary_source"] = test.binary_source
     if bootstrap > 0:
+        advance = progress(f"bootstrap ({bootstrap} patient resamples)", bootstrap) if progress else None
         result["ci"] = bootstrap_classification(
-            test.y14, test.p14, test.ybin, test.pbin, test.patient_ids, n=bootstrap, seed=seed
+            test.y14, test.p14, test.ybin, test.pbin, test.patient_ids, n=bootstrap, seed=seed, advance=advance,
+            defined=test.defined,
+        )  # fmt: skip
+    if val is not None and len(val) and val is not test:
+        result["fitted_on"] = "validation"
+        result["operating_points"] = _operating_points(val, test, target_sensitivity)
+        result["calibration"] = _calibration(val, test, n_bins)
+    else:
+        result["fitted_on"] = f"{evaluated}, {CROSS_FITTED}"
+        folds = patient_folds(test.patient_ids, seed)
+        result["operating_points"] = crossfit_operating_points(
+            test, folds, lambda ref: _thresholds(ref, target_sensitivity)
         )
-    result["operating_points"] = _operating_points(ref, test, target_sensitivity)
-    result["calibration"] = _calibration(ref, test, n_bins)
+        # a set of one patient cannot be split: its calibration is then fitted on itself, and says so
+        cal = crossfit_calibration(test, folds, lambda ref, measured: _calibration(ref, measured, n_bins))
+        if cal is None:
+            result["fitted_on"] = f"{evaluated} itself (one patient: too few to cross-fit)"
+            cal = _calibration(test, test, n_bins)
+        result["calibration"] = cal
+    for name in result["classes_not_defined"]:  # a class the data set does not label has no calibration either
+        ((result["calibration"].get("per_class") or {}).get("classes") or {}).pop(name, None)
     result.update(binary_head_metrics(test.ybin, test.pbin, result["operating_points"], result["calibration"]))
     if test.notes:
         result["notes"] = list(test.notes)

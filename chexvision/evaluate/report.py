@@ -1,31 +1,46 @@
 """The evaluation report: one self-contained HTML page (figures inlined as base64 PNG) and a Markdown twin.
 
-Figures (matplotlib, Agg): ROC and precision-recall curves, reliability diagrams before/after temperature
-scaling, per-class AUROC bars with their bootstrap CIs, and Grad-CAM overlays. The summary table's columns are the
-metrics table's evaluation rows (`chexvision.evaluate.metrics.METRICS`). Both documents are rendered from Jinja
-templates in `templates/` with `StrictUndefined`.
+Figures (`chexvision.evaluate.figures`): ROC and precision-recall curves, reliability diagrams before/after
+temperature scaling with bin counts, per-class reliability, per-class AUROC bars with their bootstrap CIs, and
+Grad-CAM overlays. Tables: the summary (its columns are the metrics table's evaluation rows,
+`chexvision.evaluate.metrics.METRICS`), per-class AUROC, per-class calibration (ECE, Brier, slope, intercept; ECE
+after the temperature and after per-class Platt scaling), and, when several runs are evaluated on the same images,
+DeLong's test per class with Holm's correction for every pair. Where thresholds and temperature were fitted comes
+from each score's `fitted_on`. Both documents are rendered from Jinja templates in `templates/` with
+`StrictUndefined`.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Sequence
+from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve, roc_curve
 
+from chexvision.evaluate import figures
+from chexvision.evaluate.calibration import MIN_BIN_COUNT, MIN_PLATT_CLASS
 from chexvision.evaluate.metrics import TEST, Metric, Threshold, metrics_for
 from chexvision.evaluate.predictions import Predictions
+from chexvision.evaluate.references import reference_sections
+from chexvision.evaluate.significance import per_class_delong
+from chexvision.evaluate.subgroup_report import subgroup_sections
 from chexvision.files import atomic_write_text
 from chexvision.labels import LABELS
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-__all__ = ["format_estimate", "render_report", "summary_columns", "summary_rows", "write_report"]
+__all__ = [
+    "calibration_rows",
+    "delong_rows",
+    "fitted_on_text",
+    "format_estimate",
+    "format_p",
+    "render_report",
+    "summary_columns",
+    "summary_rows",
+    "write_report",
+]
 
 
 def format_estimate(value: float | None, ci: Sequence[float] | None = None) -> str:
@@ -33,6 +48,38 @@ def format_estimate(value: float | None, ci: Sequence[float] | None = None) -> s
     if value is None:
         return "n/a"
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def format_p(p: float | None) -> str:
+    """A p-value for a table: three decimals, or scientific notation below 0.001 (DeLong's can be 1e-30)."""
+    if p is None:
+        return "n/a"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _num(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def delong_rows(delong: dict[str, Any], a: str = "A", b: str = "B") -> list[list[str]]:
+    """Display rows of a `per_class_delong` result: class, positives, AUROC a, AUROC b, a - b, p, p (Holm), and
+    whether the difference survives Holm's correction (`{a} higher`, `{b} higher` or `no`)."""
+    rows = []
+    for label, r in delong["per_class"].items():
+        if r is None:
+            rows.append([label, "-", "n/a", "n/a", "n/a", "n/a", "n/a", "not tested (< 2 positives or negatives)"])
+            continue
+        verdict = (f"{a} higher" if r["diff"] > 0 else f"{b} higher") if r["significant"] else "no"
+        cells = [_num(r["auc_a"]), _num(r["auc_b"]), f"{r['diff']:+.3f}", format_p(r["p_value"]), format_p(r["p_holm"])]
+        rows.append([label, str(r["positives"]), *cells, verdict])
+    return rows
+
+
+def fitted_on_text(score: dict[str, Any]) -> str:
+    """Where a score's thresholds and temperature were fitted, as a phrase ("the validation split")."""
+    fitted = str(score.get("fitted_on", "validation"))
+    phrases = {"validation": "the validation split", "evaluated set": "the evaluated images themselves (optimistic)"}
+    return phrases.get(fitted, fitted)
 
 
 def _scores(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -93,95 +140,125 @@ def _per_class_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, 
         cells = []
         for _, s in scores:
             ci = (s.get("ci") or {}).get("per_class_auc", {}).get(label)
-            cells.append(format_estimate(s["per_class_auc"][label], ci))
-        rows.append({"label": label, "positives": scores[0][1]["positives"][label], "cells": cells})
+            undefined = label in (s.get("classes_not_defined") or ())  # not labelled by the data set
+            cells.append("not defined" if undefined else format_estimate(s["per_class_auc"][label], ci))
+        positives = (
+            "-" if label in (scores[0][1].get("classes_not_defined") or ()) else scores[0][1]["positives"][label]
+        )
+        rows.append({"label": label, "positives": positives, "cells": cells})
     return [name for name, _ in scores], rows
 
 
-def _png(fig: Figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _curve_figure(preds: dict[str, Predictions], kind: str) -> bytes:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    first_name, first = next(iter(preds.items()))
-    curve = roc_curve if kind == "roc" else precision_recall_curve
-    for k, label in enumerate(LABELS):
-        y = first.y14[:, k] > 0.5
-        if 0 < y.sum() < len(y):
-            a, b, _ = curve(y, first.p14[:, k])
-            color = plt.get_cmap("tab20")(k)  # 14 curves: the default 10-colour cycle would repeat
-            axes[0].plot(*((a, b) if kind == "roc" else (b, a)), lw=1, color=color, label=label)
-    for name, p in preds.items():
-        if 0 < p.ybin.sum() < len(p.ybin):
-            a, b, _ = curve(p.ybin > 0.5, p.pbin)
-            axes[1].plot(*((a, b) if kind == "roc" else (b, a)), lw=1.5, label=name)
-    x_label, y_label = ("false positive rate", "true positive rate") if kind == "roc" else ("recall", "precision")
-    for ax, title in ((axes[0], f"{first_name}: 14 labels"), (axes[1], "binary (abnormal)")):
-        if kind == "roc":
-            ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set(xlabel=x_label, ylabel=y_label, title=title, xlim=(0, 1), ylim=(0, 1.02))
-        ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
-    return _png(fig)
-
-
-def _reliability_figure(results: dict[str, Any]) -> bytes:
-    import matplotlib.pyplot as plt
-
-    scores = [(n, s) for n, v, s in _scores(results) if v == "plain"]
-    fig, axes = plt.subplots(len(scores), 2, figsize=(10, 4.6 * len(scores)), squeeze=False, layout="constrained")
-    for row, (name, s) in enumerate(scores):
-        for col, head in enumerate(("binary", "multi")):
-            cal, ax = s["calibration"][head], axes[row][col]
-            ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-            for when, style in (("before", "o-"), ("after", "s--")):
-                c = cal[f"curve_{when}"]
-                ece = cal[f"ece_{when}"]
-                ax.plot(c["mean_predicted"], c["fraction_positive"], style, ms=3, label=f"{when}: ECE {ece:.3f}")
-            title = "binary head" if head == "binary" else "14 labels, pooled"
-            ax.set(title=f"{name}: {title} (T={cal['temperature']:.2f})", xlim=(0, 1), ylim=(0, 1))
-            ax.set(xlabel="mean predicted probability", ylabel="observed frequency")
-            ax.legend(fontsize=8, loc="upper left")
-    return _png(fig)
-
-
-def _bars_figure(results: dict[str, Any]) -> bytes:
-    import matplotlib.pyplot as plt
-
-    scores = [(f"{n}{' +TTA' if v == 'tta' else ''}", s) for n, v, s in _scores(results)]
-    fig, ax = plt.subplots(figsize=(13, 4.5))
-    width = 0.8 / len(scores)
-    x = np.arange(len(LABELS))
-    for j, (name, s) in enumerate(scores):
-        vals = np.array([np.nan if (v := s["per_class_auc"][lb]) is None else v for lb in LABELS])
-        cis = (s.get("ci") or {}).get("per_class_auc", {})
-        lo = np.array([vals[k] - cis[lb][0] if cis.get(lb) else 0.0 for k, lb in enumerate(LABELS)])
-        hi = np.array([cis[lb][1] - vals[k] if cis.get(lb) else 0.0 for k, lb in enumerate(LABELS)])
-        # a percentile interval need not contain the point estimate (small samples): no negative bars
-        yerr = [np.clip(np.nan_to_num(lo), 0, None), np.clip(np.nan_to_num(hi), 0, None)]
-        ax.bar(x + j * width - 0.4 + width / 2, vals, width, yerr=yerr, capsize=2, label=name)
-    ax.axhline(0.5, color="k", lw=0.6, ls=":")
-    ax.set_xticks(x, LABELS, rotation=35, ha="right")
-    ax.set(ylabel="AUROC (95% CI)", ylim=(0, 1.05), title="Per-class AUROC with patient-bootstrap CIs")
-    ax.legend(fontsize=8, ncol=min(4, len(scores)))
-    return _png(fig)
+def _plain_scores(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(n, s) for n, v, s in _scores(results) if v == "plain"]
 
 
 def _figures(results: dict[str, Any], preds: dict[str, dict[str, Predictions]]) -> list[tuple[str, str, bytes]]:
     plain = {name: by_key["plain"] for name, by_key in preds.items()}
-    return [
-        ("roc", "ROC curves", _curve_figure(plain, "roc")),
-        ("pr", "Precision-recall curves", _curve_figure(plain, "pr")),
-        ("reliability", "Reliability diagrams (temperature fitted on validation)", _reliability_figure(results)),
-        ("per_class_auc", "Per-class AUROC", _bars_figure(results)),
+    scores = _plain_scores(results)
+    first_name, first = scores[0]
+    n_bins = first["calibration"]["n_bins"]
+    where = fitted_on_text(first)
+    out = [
+        ("roc", "ROC curves", figures.curve_figure(plain, "roc")),
+        ("pr", "Precision-recall curves", figures.curve_figure(plain, "pr")),
+        (
+            "reliability",
+            f"Reliability diagrams (temperature fitted on {where}; hollow markers: bins of fewer than "
+            f"{MIN_BIN_COUNT} images, left off the line)",
+            figures.reliability_figure(scores, n_bins),
+        ),
     ]
+    if "per_class" in first["calibration"]:
+        png = figures.per_class_reliability_figure(first_name, first["calibration"]["per_class"], n_bins)
+        out.append(("reliability_per_class", f"Per-class reliability: {first_name}", png))
+    tagged = [(f"{n}{' +TTA' if v == 'tta' else ''}", s) for n, v, s in _scores(results)]
+    out.append(("per_class_auc", "Per-class AUROC", figures.bars_figure(tagged)))
+    return out
+
+
+def _lowest(options: dict[str, float | None]) -> str:
+    """The first option with the lowest ECE: on a tie the simpler one (unscaled, then temperature, then Platt)."""
+    best = "unscaled"
+    for name, value in options.items():
+        if value is not None and value < (options[best] or 0.0) - 1e-12:
+            best = name
+    return best
+
+
+def _best_of(row: dict[str, Any]) -> str:
+    """Which probabilities had the lowest ECE on the evaluated images: unscaled, temperature or Platt."""
+    return _lowest({"unscaled": row["ece"], "temperature": row["ece_temperature"], "Platt": row["ece_platt"]})
+
+
+def calibration_rows(score: dict[str, Any]) -> list[list[str]]:
+    """Per-class calibration of one score: class, positives, ECE, Brier, slope, intercept, ECE after the shared
+    temperature, ECE after per-class Platt scaling, and which of the three is lowest here."""
+    cal = score["calibration"]
+    rows = []
+    for label, r in cal["per_class"]["classes"].items():
+        cells = [_num(r["ece"]), _num(r["brier"]), _num(r["slope"], ".2f"), _num(r["intercept"], "+.2f")]
+        cells += [_num(r["ece_temperature"]), _num(r["ece_platt"]) if r["platt_fitted"] else "not fitted"]
+        rows.append([label, str(r["positives"]), *cells, _best_of(r)])
+    for head, name in (("multi", "14 labels, pooled"), ("binary", "binary head")):
+        h = cal[head]
+        cells = [_num(h["ece_before"]), _num(h["brier_before"]), _num(h["slope_before"], ".2f")]
+        platt = "not fitted" if head == "multi" else "-"  # Platt is per class: the binary head has none
+        cells += [
+            _num(h["intercept_before"], "+.2f"),
+            _num(h["ece_after"]),
+            _num(h.get("ece_platt")) if h.get("ece_platt") is not None else platt,
+        ]
+        best = _lowest({"unscaled": h["ece_before"], "temperature": h["ece_after"], "Platt": h.get("ece_platt")})
+        rows.append([name, "", *cells, best])
+    return rows
+
+
+def calibration_notes(score: dict[str, Any]) -> list[dict[str, Any]]:
+    """Plain sentences, `warn` for those that say a temperature did not help (then the unscaled probabilities are
+    the better calibrated ones and the scaled ones must not be read as an improvement)."""
+    cal, where = score["calibration"], fitted_on_text(score)
+    notes = []
+    for head, what in (("binary", "the binary head"), ("multi", "the 14 labels pooled")):
+        h = cal[head]
+        if not h.get("helped", h["ece_after"] < h["ece_before"]):
+            text = (
+                f"Temperature scaling (T = {h['temperature']:.2f}, fitted on {where}) did not lower the ECE of {what} "
+                f"({h['ece_before']:.3f} unscaled, {h['ece_after']:.3f} scaled): read the unscaled probabilities, "
+                "not the scaled ones."
+            )
+            notes.append({"text": text, "warn": True})
+    classes = (cal.get("per_class") or {}).get("classes") or {}
+    if classes:
+        worse = sum(not r["temperature_helped"] for r in classes.values())
+        fitted = [r for r in classes.values() if r["platt_fitted"]]
+        text = (
+            f"The shared temperature did not lower the ECE of {worse} of {len(classes)} classes. "
+            if worse
+            else "The shared temperature lowered the ECE of every class. "
+        )
+        if fitted:
+            helped = sum(bool(r["platt_helped"]) for r in fitted)
+            text += f"Per-class Platt scaling, fitted on {where} for {len(fitted)} classes, lowered it for {helped}."
+        else:
+            text += (
+                f"Per-class Platt scaling was fitted for no class: each has fewer than {MIN_PLATT_CLASS} positives "
+                f"or negatives in {where}."
+            )
+        notes.append({"text": text, "warn": False})
+    return notes
+
+
+def _delong_tables(preds: dict[str, dict[str, Predictions]]) -> list[dict[str, Any]]:
+    """DeLong + Holm for every pair of evaluated runs (not the ensemble, which contains them) on the same images."""
+    runs = [(name, by_key["plain"]) for name, by_key in preds.items() if name != "ensemble"]
+    tables = []
+    for (name_a, a), (name_b, b) in combinations(runs, 2):
+        if a.filenames != b.filenames:
+            continue  # not the same images: the paired test does not apply
+        delong = per_class_delong(a.y14, a.p14, b.p14)
+        tables.append({"a": name_a, "b": name_b, "result": delong, "rows": delong_rows(delong, name_a, name_b)})
+    return tables
 
 
 def _localization_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -221,7 +298,17 @@ def render_report(
             cams.append({**sample, "b64": base64.b64encode(path.read_bytes()).decode(), "file": f"cam/{path.name}"})
     columns, per_class = _per_class_rows(results)
     first = next(iter(preds.values()))["plain"]
+    scores = _plain_scores(results)
     context = {
+        "fitted_on": fitted_on_text(scores[0][1]),
+        "n_bins": scores[0][1]["calibration"]["n_bins"],
+        "min_platt": MIN_PLATT_CLASS,
+        "calibration": [
+            {"model": name, "rows": calibration_rows(s), "notes": calibration_notes(s)}
+            for name, s in scores
+            if "per_class" in s["calibration"]
+        ],
+        "delong": _delong_tables(preds),
         "results": results,
         "summary_columns": [header for header, _ in summary_columns()],
         "summary": summary_rows(results),
@@ -230,6 +317,9 @@ def render_report(
         "figures": figures,
         "cams": cams,
         "localization": _localization_rows(results),
+        "subgroups": subgroup_sections(_plain_scores(results), figure_dir),  # chexvision.evaluate.subgroup_report
+        "references": reference_sections(_plain_scores(results)),  # chexvision.evaluate.references
+        "not_defined": ", ".join(scores[0][1].get("classes_not_defined") or []),  # data set's undefined classes
         "thresholds": [f"{t:g}" for t in (0.1, 0.25, 0.5)],
         "n_images": len(first),
         "n_patients": len(np.unique(first.patient_ids)),
