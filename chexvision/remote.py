@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "SPLIT_SCHEMES",
     "DispatchResult",
     "FetchResult",
+    "RunProgress",
     "TrainRequest",
     "best_val_auc",
     "build_job",
@@ -50,6 +52,7 @@ __all__ = [
     "repair_registry",
     "repo_root",
     "run_logs",
+    "run_progress",
     "run_summary",
     "train_argv",
     "validate_request",
@@ -338,6 +341,50 @@ def run_summary(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, AttributeError):
         return None
     return {"best_val_auc": float(value)} if isinstance(value, (int, float)) else None
+
+
+# The epoch line of train.log (`chexvision.rundir.epoch_log_line`) and of `chexvision train`'s own output without a
+# TTY (what a kernel log holds; two spaces between fields): the fields `status --watch` shows.
+_EPOCH_LINE = re.compile(
+    r"\bepoch (?P<epoch>\d+)/(?P<total>\d+)\s.*?\btrain_loss (?P<loss>[-+.\deE]+|nan)\s.*?"
+    r"\bval_macro_auc (?P<auc>[-+.\deE]+|n/a)\s(?:.*?\s)?(?P<seconds>\d+(?:\.\d+)?)s\s+(?P<ips>\d+) img/s"
+)
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a training run stands, read from its log's epoch lines."""
+
+    epoch: int
+    total_epochs: int
+    train_loss: float
+    val_macro_auc: float | None
+    seconds_per_epoch: float  # the mean over the epochs logged so far (resumed runs: this run's epochs)
+    best: bool  # the latest epoch is the best so far
+
+    @property
+    def eta_seconds(self) -> float:
+        return max(self.total_epochs - self.epoch, 0) * self.seconds_per_epoch
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "eta_seconds": round(self.eta_seconds, 1)}
+
+
+def run_progress(log_text: str) -> RunProgress | None:
+    """The latest epoch line of a train.log (any prefix before `epoch` allowed), or None before the first epoch."""
+    matches = [m for m in map(_EPOCH_LINE.search, log_text.splitlines()) if m]
+    if not matches:
+        return None
+    last = matches[-1]
+    seconds = [float(m["seconds"]) for m in matches]
+    return RunProgress(
+        epoch=int(last["epoch"]),
+        total_epochs=int(last["total"]),
+        train_loss=float(last["loss"]),
+        val_macro_auc=None if last["auc"] == "n/a" else float(last["auc"]),
+        seconds_per_epoch=sum(seconds) / len(seconds),
+        best=last.string.rstrip().endswith("*best"),
+    )
 
 
 def best_val_auc(record: RunRecord) -> float | None:

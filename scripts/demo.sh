@@ -12,7 +12,7 @@ say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 say chexvision dispatch train --model "$MODEL" --backend local --preset smoke
 RUN_ID=$(chexvision dispatch train --model "$MODEL" --backend local --preset smoke)
 
-say chexvision status "$RUN_ID" --watch
+say chexvision status "$RUN_ID" --watch   # a line per epoch: loss, val AUC, ETA
 chexvision status "$RUN_ID" --watch || { chexvision logs "$RUN_ID" | tail -30; exit 1; }
 
 say chexvision status
@@ -42,8 +42,8 @@ cv2.imwrite(sys.argv[2], index.read_image(0))
 print(f"example image {index.filenames[0]}: {index.labels[0]}")
 PY
 
-say chexvision predict "$RUN_DIR/eval/example.png" --model "$HOME_DIR/hub/chexvision-$MODEL"
-chexvision predict "$RUN_DIR/eval/example.png" --model "$HOME_DIR/hub/chexvision-$MODEL"
+say chexvision predict "$RUN_DIR/eval/example.png" --model "chexvision-$MODEL"   # found in $CHEXVISION_HOME/hub
+chexvision predict "$RUN_DIR/eval/example.png" --model "chexvision-$MODEL"
 
 printf '\nRun directory: %s\nEvaluation:    %s\nModel card:    %s\n' "$RUN_DIR" "$RUN_DIR/eval/report.html" \
   "$HOME_DIR/hub/chexvision-$MODEL/README.md"

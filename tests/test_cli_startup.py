@@ -63,3 +63,9 @@ def test_usage_errors_import_no_torch() -> None:
     """A typo answers at once: the one-line usage error comes before any command imports torch."""
     for args in (["trian"], ["train", "--model", "vgg", "--data", "d", "--out", "o"], ["predict", "--model", "m"]):
         assert "torch" not in _heavy(args).split(","), args
+
+
+def test_version_logs_and_cancel_help_import_nothing_heavy() -> None:
+    """`--version`, the completion options and the run commands' help answer without torch or pandas."""
+    for args in (["--version"], ["logs", "--help"], ["cancel", "--help"], ["fetch", "--help"], ["--show-completion"]):
+        assert _heavy(args) == "", args

@@ -245,3 +245,38 @@ def test_results_table_has_one_column_per_f1_threshold(tmp_path: Path) -> None:
     test = next(line for line in results.splitlines() if line.startswith("| test |"))
     assert validation.count("n/a") == 1  # F1 at the Youden threshold is measured by evaluation only
     assert "0.6200" in test and "0.6700" in test  # F1 at 0.5 and at the Youden threshold
+
+
+def test_card_metadata_and_text_say_how_to_load(tmp_path: Path) -> None:
+    """Issue 16: `library_name` and the mixin's tags, and the how-to-load text names both ways in."""
+    run_dir = make_run_dir(tmp_path / "run")
+    card = ModelCard(render_card(read_run(run_dir), repo_id="me/chexvision-densenet", revision="v1"))
+    meta = card.data.to_dict()
+    assert meta["library_name"] == "chexvision"
+    assert {"pytorch_model_hub_mixin", "model_hub_mixin", "pytorch", "chexvision"} <= set(meta["tags"])
+    assert 'chexvision.load("me/chexvision-densenet@v1")' in card.text
+    assert 'CheXModel.from_pretrained("me/chexvision-densenet", revision="v1")' in card.text
+    assert "chexvision export --model me/chexvision-densenet@v1" in card.text
+    local = ModelCard(render_card(read_run(run_dir), repo_id="chexvision-densenet", revision="v1"))
+    assert 'CheXModel.from_pretrained("./chexvision-densenet")' in local.text
+
+
+def test_a_published_folder_loads_both_ways(tmp_path: Path) -> None:
+    """The `--hub-dir` repo layout (config.json + model.safetensors) loads through the mixin and chexvision.load
+    with the same outputs as the run it came from."""
+    import torch
+
+    import chexvision
+    from chexvision.hub.publish import publish_run
+    from chexvision.inference.load import load_model_dir
+    from chexvision.models import CheXModel
+
+    run_dir = make_run_dir(tmp_path / "run")
+    result = publish_run(run_dir, repo_id="me/chexvision-densenet", hub_dir=tmp_path / "hub", tag="v1")
+    head = tmp_path / "hub" / "me" / "chexvision-densenet"
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        want = load_model_dir(run_dir).model(x)
+        for got in (CheXModel.from_pretrained(head)(x), chexvision.load(result.model_spec, device="cpu").model(x)):
+            torch.testing.assert_close(got.findings, want.findings, rtol=0, atol=0)
+            torch.testing.assert_close(got.abnormal, want.abnormal, rtol=0, atol=0)

@@ -317,3 +317,56 @@ def test_full_size_torchvision_release_layout_loads(tmp_path: Path) -> None:
     loaded, expected = model.features.state_dict(), reference.features.state_dict()
     torch.testing.assert_close(loaded["conv0.weight"], expected["conv0.weight"].sum(dim=1, keepdim=True))
     torch.testing.assert_close(loaded["norm5.bias"], expected["norm5.bias"])
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_returns_named_outputs_that_still_unpack(name: str) -> None:
+    from chexvision.labels import LABELS
+    from chexvision.models.heads import CheXOutput
+
+    model = _tiny(name).eval()
+    x, _, _ = _batch(3)
+    with torch.no_grad():
+        out = model(x)
+    assert isinstance(out, CheXOutput) and isinstance(out, tuple)
+    findings, abnormal = out  # every existing caller unpacks a pair
+    assert findings is out.findings and abnormal is out.abnormal and out[0] is findings
+    assert findings.shape == (3, NUM_LABELS) and abnormal.shape == (3,)
+    assert model.labels == LABELS and len(model.labels) == findings.shape[1]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_hub_mixin_round_trip_on_a_folder(name: str, tmp_path: Path) -> None:
+    """save_pretrained -> from_pretrained (the PyTorchModelHubMixin contract) gives the same model and outputs;
+    the folder is a model folder `chexvision.load` reads too (config.json "model" + model.safetensors)."""
+    from huggingface_hub import PyTorchModelHubMixin
+
+    from chexvision.inference.load import load_model_dir
+
+    assert issubclass(CheXModel, PyTorchModelHubMixin)
+    model = _tiny(name).eval()
+    model.run_config = {"data": {"size": SIZE, "mean": 0.5, "std": 0.25}}
+    model.save_pretrained(tmp_path / "saved")
+    assert {"config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "saved").iterdir()}
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert config["model"]["name"] == name and config["model"]["pretrained"] is False
+    assert config["data"] == {"size": SIZE, "mean": 0.5, "std": 0.25}
+    loaded = CheXModel.from_pretrained(tmp_path / "saved")
+    assert type(loaded) is type(model) and not loaded.training
+    x, _, _ = _batch(2)
+    with torch.no_grad():
+        for a, b in zip(model(x), loaded(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        via_inference = load_model_dir(tmp_path / "saved").model
+        torch.testing.assert_close(via_inference(x).abnormal, model(x).abnormal, rtol=0, atol=0)
+    # a saved-and-loaded model saves the same config again (data section kept, weights identical)
+    loaded.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text()) == config
+
+
+def test_from_pretrained_on_the_wrong_subclass_is_bad_input(tmp_path: Path) -> None:
+    other = next(n for n in list_models() if n != "densenet")
+    _tiny("densenet").save_pretrained(tmp_path / "d")
+    wrong = type(_tiny(other))
+    with pytest.raises(BadInputError, match="not a"):
+        wrong.from_pretrained(tmp_path / "d")

@@ -143,3 +143,65 @@ def test_predict_defaults_to_auto_and_refuses_an_unknown_device(run_dir: Path, i
         assert absent.exit_code == 2, absent.output
         assert absent.exception is None or isinstance(absent.exception, SystemExit), repr(absent.exception)
         assert absent.stderr.startswith("error: device cuda asked for, but CUDA is not available"), absent.output
+
+
+def test_predict_json_names_the_model_and_gives_decisions(
+    run_dir: Path, images: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 16: every row says which model answered (spec, revision, run id) and the abnormal call at each
+    operating point metrics.json records, against the same probability."""
+    from chexvision.rundir import RunDir
+
+    evaluated = shutil.copytree(run_dir, tmp_path / "evaluated")
+    points = {"youden": {"threshold": 0.5}, "sensitivity_0.95": {"threshold": 0.0}}
+    RunDir(evaluated).write_metrics_section("test", {"fitted_on": "validation", "operating_points": points})
+    res = _predict(str(images["gray8.png"]), str(images["rgb.png"]), "--model", str(evaluated), "--json")
+    assert res.exit_code == 0, res.output
+    for row in json.loads(res.stdout):
+        assert set(row["decisions"]) == {"youden", "sensitivity_0.95"}
+        assert row["decisions"]["youden"] == {"threshold": 0.5, "abnormal": row["abnormal"] >= 0.5}
+        assert row["decisions"]["sensitivity_0.95"]["abnormal"] is True
+        model = row["model"]
+        assert model["spec"] == str(evaluated) and model["run_id"] == "densenet-20261126-0912-3fa1"
+        assert model["architecture"] == "densenet" and model["trained_on"] == "hf" and model["synthetic"] is False
+        assert model["operating_points"]["youden"] == {"threshold": 0.5, "fitted_on": "validation",
+                                                       "metrics_section": "test"}  # fmt: skip
+    assert "synthetic" not in res.stderr
+    table = _predict(str(images["gray8.png"]), "--model", str(evaluated))
+    assert table.exit_code == 0, table.output
+    assert "model densenet-20261126-0912-3fa1 (densenet) from" in table.stdout
+    assert "at Youden (0.500)" in table.stdout and "at sensitivity >= 0.95" in table.stdout
+    assert "chosen on validation" in table.stdout
+
+
+def test_predict_without_operating_points_says_none(run_dir: Path, images: dict[str, Path]) -> None:
+    res = _predict(str(images["gray8.png"]), "--model", str(run_dir), "--json")
+    assert json.loads(res.stdout)[0]["decisions"] == {}
+    table = _predict(str(images["gray8.png"]), "--model", str(run_dir))
+    assert "operating points: none recorded" in table.stdout
+
+
+def test_predict_warns_when_the_model_was_trained_on_synthetic_images(
+    run_dir: Path, images: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = shutil.copytree(run_dir, tmp_path / "synthetic")
+    run = json.loads((folder / "run.json").read_text())
+    run["dataset"]["source"] = "synthetic"
+    (folder / "run.json").write_text(json.dumps(run))
+    for extra in ([], ["--json"]):
+        res = _predict(str(images["gray8.png"]), "--model", str(folder), *extra)
+        assert res.exit_code == 0, res.output
+        assert res.stderr.startswith("warning: densenet-20261126-0912-3fa1 was trained on synthetic images"), res.stderr
+    assert json.loads(res.stdout)[0]["model"]["synthetic"] is True  # stdout stays JSON
+
+
+def test_predict_names_the_tag_and_commit_of_a_hub_dir_revision(
+    run_dir: Path, images: dict[str, Path], tmp_path: Path
+) -> None:
+    from chexvision.hub.publish import publish_run
+
+    result = publish_run(run_dir, repo_id="me/chexvision-densenet", hub_dir=tmp_path / "hub", tag="v1")
+    res = _predict(str(images["gray8.png"]), "--model", result.model_spec, "--json")
+    assert res.exit_code == 0, res.output
+    model = json.loads(res.stdout)[0]["model"]
+    assert model["revision"] == "v1" and model["commit"] == result.commit

@@ -72,7 +72,7 @@ def _num(value: float | None) -> str:
 def bench_train(
     model: Annotated[str, typer.Option("--model", help="Architecture (see `chexvision models`).")] = "densenet",
     size: Annotated[int, typer.Option("--size", help="Input side in pixels.")] = 320,
-    batch: Annotated[int, typer.Option("--batch", help="Images per step.")] = 32,
+    batch: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 32,
     amp: Annotated[bool, typer.Option("--amp", help="Mixed precision: bf16 where supported, else fp16.")] = False,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory format.")] = False,
     steps: Annotated[int, typer.Option("--steps", help="Timed steps.")] = 20,
@@ -80,6 +80,7 @@ def bench_train(
     tiny: Annotated[bool, typer.Option("--tiny", help="The tiny test variant (smoke test).")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | auto (cuda when available).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    batch_alias: Annotated[int | None, typer.Option("--batch", hidden=True, help="Old name of --batch-size.")] = None,
 ) -> None:
     """Measure images/s of full training steps on synthetic tensors on the current device."""
     from chexvision.bench.train_step import bench_train_step  # torch: only when the command runs
@@ -87,7 +88,7 @@ def bench_train(
     result = bench_train_step(
         model,
         size=size,
-        batch=batch,
+        batch=batch if batch_alias is None else batch_alias,
         amp=amp,
         channels_last=channels_last,
         steps=steps,

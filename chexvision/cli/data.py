@@ -29,6 +29,7 @@ OverwriteOpt = Annotated[
         help="Replace what --out holds when it was made with other parameters (only files this command writes).",
     ),
 ]
+SchemeAliasOpt = Annotated[str | None, typer.Option("--scheme", hidden=True, help="Old name of --split-scheme.")]
 StrictLabelsOpt = Annotated[
     bool, typer.Option("--strict", help="Stop at a shard row with a bad label (default: report it, skip it, count it).")
 ]
@@ -56,18 +57,20 @@ def _listed(names: list[str]) -> str:
 
 def splits(
     scheme: Annotated[
-        str | None, typer.Option("--scheme", help="official | chexnet | patient (default: the data's own or official).")
+        str | None,
+        typer.Option("--split-scheme", help="official | chexnet | patient (default: the data's own or official)."),
     ] = None,
     seed: SeedOpt = 0,
     data: DataOpt = None,
     as_json: JsonOpt = False,
     strict: StrictLabelsOpt = False,
+    scheme_alias: SchemeAliasOpt = None,
 ) -> None:
     """Show images, patients and per-class prevalence of each split of a scheme."""
     from chexvision.data.metadata import load_metadata, metadata_from_shards
     from chexvision.data.splits import make_split, split_summary
 
-    scheme = scheme or _default_scheme(data)
+    scheme = scheme or scheme_alias or _default_scheme(data)
     _check_scheme(scheme)
     df = metadata_from_shards(data, strict=strict) if data is not None else load_metadata()
     filenames, labels = df["filename"].tolist(), df["labels"].tolist()
@@ -110,6 +113,7 @@ def build(
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first corrupt image (exit 2).")] = False,
     no_clahe: Annotated[bool, typer.Option("--no-clahe", help="Skip CLAHE (applied once here by default).")] = False,
     overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Build one-channel Parquet shards from raw NIH PNGs (resumable: re-run with the same options to continue)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -121,7 +125,7 @@ def build(
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=_console,
+        console=Console(stderr=True) if as_json else _console,  # stdout holds only the JSON
         transient=True,  # an error raised under the bar leaves only its one line on screen
     ) as bar:
         task = bar.add_task("build", total=None)
@@ -141,6 +145,9 @@ def build(
             progress=progress,
             overwrite=overwrite,
         )
+    if as_json:
+        typer.echo(json.dumps(_build_json(result)))
+        return
     _console.print(
         f"{result.images:,} images in {len(result.shards)} shards at {result.size} px "
         f"(CLAHE {'on' if result.clahe else 'off'}) -> {result.out_dir} "
@@ -157,17 +164,37 @@ def build(
             _console.print(f"  {file}: {reason}", markup=False)
 
 
+def _build_json(result: Any) -> dict[str, Any]:
+    return {
+        "out_dir": str(result.out_dir),
+        "images": result.images,
+        "size": result.size,
+        "clahe": result.clahe,
+        "shards": [str(p) for p in result.shards],
+        "built_shards": result.built_shards,
+        "resumed_shards": result.resumed_shards,
+        "not_in_metadata": list(result.not_in_metadata),
+        "corrupt": [{"file": str(f), "reason": reason} for f, reason in result.corrupt],
+        "seconds": round(result.seconds, 3),
+    }
+
+
 def download(
     out: Annotated[Path, typer.Option("--out", help="Output data folder (shards go to OUT/data/).")],
     repo: Annotated[str | None, typer.Option("--repo", help="HF dataset repo id.")] = None,
     revision: Annotated[str | None, typer.Option("--revision", help="Commit sha to pin.")] = None,
     overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Download the published NIH shards from the Hugging Face Hub (resumable; pinned revision by default)."""
     from chexvision.data.download import REPO_ID, REVISION, download_dataset, downloaded_shards
 
     path = download_dataset(out, repo or REPO_ID, revision or REVISION, overwrite=overwrite)
     count = len(downloaded_shards(path))
+    if as_json:
+        payload = {"out_dir": str(path), "repo_id": repo or REPO_ID, "revision": revision or REVISION, "shards": count}
+        typer.echo(json.dumps(payload))
+        return
     _console.print(f"{count} shards of {repo or REPO_ID}@{(revision or REVISION)[:12]} in {path / 'data'}")
 
 
@@ -178,12 +205,13 @@ def eda(
         Path | None, typer.Option("--metadata", help="Data_Entry CSV (default: the shipped NIH metadata).")
     ] = None,
     scheme: Annotated[
-        str | None, typer.Option("--scheme", help="Split scheme (default: the data's own or official).")
+        str | None, typer.Option("--split-scheme", help="Split scheme (default: the data's own or official).")
     ] = None,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
     strict: StrictLabelsOpt = False,
     overwrite: OverwriteOpt = False,
+    scheme_alias: SchemeAliasOpt = None,
 ) -> None:
     """Label, age, sex, view and patient statistics per split, as Markdown tables and PNG plots."""
     from chexvision.data.eda import run_eda
@@ -191,7 +219,7 @@ def eda(
 
     if data is not None and metadata is not None:
         raise BadInputError("--data and --metadata were both given", "pass one of them (or neither: shipped data)")
-    scheme = scheme or _default_scheme(data)
+    scheme = scheme or scheme_alias or _default_scheme(data)
     _check_scheme(scheme)
     df = metadata_from_shards(data, strict=strict) if data is not None else load_metadata(metadata)
     source = f"data {data.resolve()}" if data else f"metadata {metadata.resolve()}" if metadata else "shipped metadata"
@@ -244,7 +272,10 @@ def synth(
             f"wrote {len(result.shards)} shard(s) to {result.out / 'data'}, {result.boxes:,} boxes to "
             f"{result.bbox_csv} in {result.seconds:.1f} s"
         )
-    _console.print(f"next: chexvision train --model densenet --data {result.out} --preset smoke")
+    from chexvision.models.registry import list_models  # torch-free: the names only
+
+    models = "|".join(list_models())  # never one model named: a seresnet run's log suggested densenet
+    _console.print(f"next: chexvision train --model {{{models}}} --data {result.out} --preset smoke", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ import typer
 if TYPE_CHECKING:
     from chexvision.hub.publish import PublishResult
     from chexvision.inference.predict import Prediction
+    from chexvision.inference.predictor import Predictor
 
 
 def register(app: typer.Typer) -> None:
@@ -68,41 +69,86 @@ def predict(
     model: Annotated[
         str,
         typer.Option(
-            "--model", help="Hub repo owner/name (optionally @REVISION), a run or --hub-dir folder, or FOLDER@TAG."
+            "--model",
+            help="Hub repo owner/name (optionally @REVISION), a run or --hub-dir folder, or FOLDER@TAG; a bare "
+            "NAME[@TAG] is also looked up in $CHEXVISION_HOME/hub (where `fetch` publishes without a token).",
         ),
     ],
     tta: Annotated[bool, typer.Option("--tta", help="Average over identity, h-flip and +-7 degree rotations.")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | auto (cuda when available).")] = "auto",
     as_json: Annotated[
         bool,
-        typer.Option("--json", help='Print JSON: [{"image", "probabilities": {label: p}, "abnormal": p}].'),
+        typer.Option(
+            "--json",
+            help='Print JSON: [{"image", "probabilities": {label: p}, "abnormal": p, '
+            '"decisions": {rule: {threshold, abnormal}}, "model": {spec, revision, commit, run_id, ...}}].',
+        ),
     ] = False,
 ) -> None:
-    """Predict the 14 finding probabilities and the abnormal probability for each image."""
+    """Predict the 14 finding probabilities, the abnormal probability and the abnormal call at the model's
+    operating points (when evaluation recorded them) for each image."""
     from chexvision.device import resolve_device
-    from chexvision.hub.predict import predict_spec
+    from chexvision.hub.resolve import load_predictor
+    from chexvision.inference.images import read_image
 
-    dev = str(resolve_device(device))  # an unknown or absent device: one line, before any image is read
-    results = predict_spec(model, images, tta=tta, device=dev)  # a bad image fails before any download
+    dev = resolve_device(device)  # an unknown or absent device: one line, before any image is read
+    decoded = [read_image(p) for p in images]  # a bad image fails before any download
+    predictor = load_predictor(model, device=dev)
+    results = predictor.predict_decoded(images, decoded, tta=tta)
+    if predictor.synthetic:
+        typer.echo(
+            f"warning: {predictor.name} was trained on synthetic images: its numbers say nothing about real X-rays",
+            err=True,
+        )
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in results]))
+        about = predictor.describe()
+        typer.echo(json.dumps([{**r.to_dict(), "model": about} for r in results]))
         return
-    _print_predictions(results)
+    _print_predictions(results, predictor)
 
 
-def _print_predictions(results: list[Prediction]) -> None:
+def _print_predictions(results: list[Prediction], predictor: Predictor) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from chexvision.labels import LABELS
-
+    console = Console()
+    console.print(
+        f"model [bold]{predictor.name}[/] ({predictor.architecture}) from {predictor.source.describe()}",
+        soft_wrap=True,
+        highlight=False,
+    )
     table = Table("finding", *(Path(r.image).name for r in results))
 
     def cell(p: float) -> str:
         return f"[bold]{p:.3f}[/]" if p >= 0.5 else f"{p:.3f}"
 
-    for label in LABELS:
+    for label in predictor.labels:
         table.add_row(label, *(cell(r.probabilities[label]) for r in results))
     table.add_section()
     table.add_row("[bold]abnormal (any finding)[/]", *(cell(r.abnormal) for r in results))
-    Console().print(table)
+    if predictor.operating_points:
+        table.add_section()
+    for rule, op in predictor.operating_points.items():
+        calls = ("[bold]abnormal[/]" if r.decisions[rule]["abnormal"] else "normal" for r in results)
+        table.add_row(f"at {op.title} ({op.threshold:.3f})", *calls)
+    console.print(table)
+    if predictor.operating_points:
+        fitted = next(iter(predictor.operating_points.values())).fitted_on or "validation"
+        console.print(f"operating points of the abnormal probability, chosen on {fitted}", highlight=False)
+    else:
+        console.print(f"{predictor.operating_points_note}", highlight=False)
+
+
+def cam_model_dir(model: str | None, paths: list[Path]) -> tuple[Path, list[Path]]:
+    """`cam --model SPEC IMAGE...` (resolved as `predict` does) or the older `cam RUN_DIR IMAGE...`: (the model's
+    folder, the images)."""
+    from chexvision.errors import BadInputError
+    from chexvision.hub.resolve import resolve_model_dir
+
+    if model is not None:
+        return resolve_model_dir(model), paths
+    if len(paths) >= 2 and not paths[0].exists():
+        raise BadInputError(f"run directory {paths[0]} not found", "pass a run directory, or --model SPEC")
+    if len(paths) < 2 or not paths[0].is_dir():
+        raise BadInputError("no model given", "use `chexvision cam --model SPEC IMAGE...` (or `cam RUN_DIR IMAGE...`)")
+    return paths[0], paths[1:]

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from chexvision.cli import _help
 from chexvision.cli._errors import render_error, usage_line
+
+_help.install()  # flags show no `<bool>`, repeatable options no `<list[str]>`
 
 
 def _quiet_opencv() -> None:
@@ -70,15 +73,33 @@ app = typer.Typer(
     help="Train, evaluate and publish chest X-ray classifiers (NIH ChestX-ray14) on borrowed GPUs.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # tokens live in locals
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
 )
 data_app = typer.Typer(help="Data sets: splits, shards, synthetic data, download, EDA.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: input pipeline and training step throughput.", no_args_is_help=True)
 dispatch_app = typer.Typer(help="Dispatch a run to a backend (Kaggle or local).", no_args_is_help=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from chexvision import __version__
+
+        typer.echo(f"chexvision {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Train, evaluate and publish chest X-ray classifiers (NIH ChestX-ray14) on borrowed GPUs."""
+
+
 def _wire() -> None:
-    from chexvision.cli import bench, data, evaluate, hub, models, runs, train
+    from chexvision.cli import bench, data, evaluate, export, hub, models, runs, train
 
     data.register(data_app)
     bench.register(bench_app)
@@ -86,6 +107,7 @@ def _wire() -> None:
     train.register(app)
     runs.register(app, dispatch_app)
     hub.register(app)
+    export.register(app)  # chexvision export --model SPEC --format onnx|torchscript
     evaluate.register(app)
     app.add_typer(data_app, name="data")
     app.add_typer(dispatch_app, name="dispatch")

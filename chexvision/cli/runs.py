@@ -8,114 +8,33 @@ the commands. Human-readable lines go to stderr; the run id (or `--json`) goes t
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from chexvision.cli import _runs_view as view
+
 if TYPE_CHECKING:
     from dispatch.registry import RunRecord
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print plain JSON to stdout.")]
-RunIdArg = Annotated[str, typer.Argument(help="Run id, e.g. densenet-20261126-0912-3fa1.", show_default=False)]
-_LOG_TAIL = 20
+RunIdArg = Annotated[
+    str | None, typer.Argument(help="Run id, e.g. densenet-20261126-0912-3fa1 (or --run ID).", show_default=False)
+]
+RunOpt = Annotated[str | None, typer.Option("--run", help="The run id (the same as the argument).")]
 
 
-def _stderr() -> Any:
-    from rich.console import Console
+def _one_run_id(argument: str | None, option: str | None, *, required: bool = True) -> str | None:
+    """The run id given as the argument or as --run (both: they must agree)."""
+    from chexvision.errors import BadInputError
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def _duration(start: datetime | None, end: datetime | None) -> str:
-    if start is None:
-        return "-"
-    seconds = int(((end or datetime.now(UTC)) - start).total_seconds())
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
-def _auc(r: RunRecord) -> str:
-    from chexvision.remote import best_val_auc
-
-    best = best_val_auc(r)
-    return f"{best:.4f}" if best is not None else "-"
-
-
-def _model(r: RunRecord) -> str:
-    return str(r.meta.get("model") or r.label)
-
-
-def _record_json(r: RunRecord) -> dict[str, Any]:
-    """The registry record plus the chexvision view of it (model, preset, best val AUC, handle in words)."""
-    from chexvision.remote import best_val_auc, describe_handle
-
-    data = r.to_json()
-    data.update(model=_model(r), preset=r.meta.get("preset"), best_val_auc=best_val_auc(r))
-    data["location"] = describe_handle(r)
-    return data
-
-
-def _row(r: RunRecord) -> list[str]:
-    return [
-        r.run_id,
-        _model(r),
-        r.backend,
-        str(r.status),
-        _duration(_parse_time(r.created_at), None),
-        _duration(_parse_time(r.started_at), _parse_time(r.finished_at)),
-        _auc(r),
-        r.failure_reason or "",
-    ]
-
-
-def _print_table(records: list[RunRecord]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for name in ("run id", "model", "backend", "status", "age", "elapsed", "best val AUC", "failure reason"):
-        table.add_column(name, overflow="fold", no_wrap=name in ("run id", "status", "age", "elapsed"))
-    for r in records:
-        table.add_row(*_row(r))
-    Console().print(table)
-
-
-def _print_detail(r: RunRecord, log_text: str | None) -> None:
-    from rich.console import Console
-
-    from chexvision.remote import describe_handle
-
-    console = Console(highlight=False)
-    for label, value in [
-        ("run", r.run_id),
-        ("status", str(r.status)),
-        ("model", _model(r)),
-        ("backend", f"{r.backend} ({describe_handle(r)})"),
-        ("preset", r.meta.get("preset") or "-"),
-        ("parent", r.parent_run_id or "-"),
-        ("created", r.created_at),
-        ("elapsed", _duration(_parse_time(r.started_at), _parse_time(r.finished_at))),
-        ("best val AUC", _auc(r)),
-        ("bundle", f"{r.bundle_sha256 or '-'} ({r.bundle_size or 0:,} bytes)"),
-        ("git", r.git_sha or "-"),
-        ("output", r.output_dir or "-"),
-        ("failure", r.failure_reason or "-"),
-    ]:
-        console.print(f"[bold]{label:>13}[/] {value}")
-    if log_text:
-        console.print(f"[bold]{'last log lines':>13}[/]")
-        console.print("\n".join(log_text.rstrip().splitlines()[-_LOG_TAIL:]), markup=False)
+    if argument and option and argument != option:
+        raise BadInputError(f"two run ids: {argument!r} and --run {option!r}", "give the run id once")
+    run_id = argument or option
+    if run_id is None and required:
+        raise BadInputError("no run id", "give it as the argument or as --run ID; list runs with `chexvision status`")
+    return run_id
 
 
 def _status_exit(r: RunRecord) -> int:
@@ -164,7 +83,7 @@ def dispatch_train(
         split_scheme=split_scheme,
     )
     result = remote.dispatch_train(request, dry_run_out=out if dry_run else None)
-    err = _stderr()
+    err = view.stderr()
     if result.notice:
         err.print(f"note: {result.notice}")
     title = result.backend_title
@@ -174,7 +93,10 @@ def dispatch_train(
         f"kernel script {result.script_size:,} bytes ({limit})"
     )
     if result.dry_run_dir is not None:
-        err.print(f"dry run: kernel folder written to {result.dry_run_dir}; nothing pushed")
+        err.print(
+            f"dry run: kernel folder written to {result.dry_run_dir}; nothing pushed, and the run id "
+            f"{result.run_id} is not registered (`status` will not know it)"
+        )
     else:
         err.print(f"run {result.run_id} {result.status} on {result.backend} ({result.handle})")
         err.print(f"next: chexvision status {result.run_id} --watch")
@@ -194,8 +116,14 @@ def dispatch_train(
 
 
 def status(
-    run_id: Annotated[str | None, typer.Argument(help="One run's detail (default: a table of runs).")] = None,
-    watch: Annotated[bool, typer.Option("--watch", help="Refresh with backoff until the run(s) end.")] = False,
+    run_id: Annotated[
+        str | None, typer.Argument(help="One run's detail (default: a table of runs).", show_default=False)
+    ] = None,
+    run: RunOpt = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Refresh until the run(s) end; one run: its epoch, loss, val AUC and ETA."),
+    ] = False,
     as_json: JsonOpt = False,
     repair: Annotated[
         bool,
@@ -208,34 +136,40 @@ def status(
     if repair:
         _repair_registry(as_json)
         return
+    run_id = _one_run_id(run_id, run, required=False)
     if run_id is None:
         records = remote.wait_for_runs() if watch else remote.list_runs()
         if as_json:
-            typer.echo(json.dumps([_record_json(r) for r in records]))
+            typer.echo(json.dumps([view.record_json(r) for r in records]))
         elif not records:
-            _stderr().print("no runs yet — start one with `chexvision dispatch train --model densenet`")
+            view.stderr().print("no runs yet — start one with `chexvision dispatch train --model densenet`")
         else:
-            _print_table(records)
+            view.print_table(records)
         return
-    if watch:
-        err = _stderr()
-        last = None
-        for record in remote.watch_run(run_id):
-            if not as_json and (last is None or record.status != last.status):
-                err.print(
-                    f"{record.run_id}: {record.status}"
-                    + (f" — {record.failure_reason}" if record.failure_reason else "")
-                )
-            last = record
-        assert last is not None
-        record = last
-    else:
-        record = remote.get_run(run_id)
+    record = _watch(run_id, quiet=as_json) if watch else remote.get_run(run_id)
     if as_json:
-        typer.echo(json.dumps(_record_json(record)))
+        typer.echo(json.dumps(view.record_json(record)))
     else:
-        _print_detail(record, remote.run_logs(run_id))
+        view.print_detail(record, remote.run_logs(run_id))
     raise typer.Exit(_status_exit(record))
+
+
+def _watch(run_id: str, *, quiet: bool) -> RunRecord:
+    """Poll the run; print a line whenever its status or its latest epoch changes (stderr, also without a TTY)."""
+    from chexvision import remote
+
+    err = view.stderr()
+    last, shown = None, None
+    for record in remote.watch_run(run_id, max_interval=30.0):  # each poll also reads the log
+        progress = remote.run_progress(remote.run_logs(run_id)) if str(record.status) != "submitting" else None
+        line = view.progress_line(record, progress)
+        key = (record.status, progress.epoch if progress else None)
+        if not quiet and key != shown:
+            err.print(line, markup=False, soft_wrap=True)
+            shown = key
+        last = record
+    assert last is not None
+    return last
 
 
 def _repair_registry(as_json: bool) -> None:
@@ -245,18 +179,33 @@ def _repair_registry(as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"registry": str(path), "moved_to": str(moved) if moved else None}))
     elif moved is None:
-        _stderr().print(f"the run registry {path} is readable (or absent); nothing to repair")
+        view.stderr().print(f"the run registry {path} is readable (or absent); nothing to repair")
     else:
-        _stderr().print(f"moved the unreadable run registry to {moved}; a new empty registry starts at {path}")
+        view.stderr().print(f"moved the unreadable run registry to {moved}; a new empty registry starts at {path}")
 
 
 def logs(
-    run_id: RunIdArg,
+    run_id: RunIdArg = None,
+    run: RunOpt = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print JSON: {"run_id", "status", "log", "progress"} (not with --follow).')
+    ] = False,
 ) -> None:
     """Print a run's log."""
     from chexvision import remote
+    from chexvision.errors import BadInputError
 
+    run_id = _one_run_id(run_id, run)
+    assert run_id is not None
+    if as_json:
+        if follow:
+            raise BadInputError("--json and --follow were both given", "--json prints the log so far, once")
+        record, text = remote.get_run(run_id), remote.run_logs(run_id)
+        progress = remote.run_progress(text)
+        payload = {"run_id": run_id, "status": str(record.status), "log": text}
+        typer.echo(json.dumps({**payload, "progress": progress.to_json() if progress else None}))
+        return
     if follow:
         for chunk in remote.follow_logs(run_id):
             typer.echo(chunk, nl=False)
@@ -264,19 +213,28 @@ def logs(
         typer.echo(remote.run_logs(run_id), nl=False)
 
 
-def cancel(run_id: RunIdArg, as_json: JsonOpt = False) -> None:
-    """Stop a run (Kaggle: deletes the run's kernel version; local: terminates its process group)."""
+def cancel(run_id: RunIdArg = None, run: RunOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop a run (Kaggle: deletes the run's kernel version; local: terminates its process group).
+
+    A run that already ended is left as it is (exit 0)."""
     from chexvision import remote
 
-    record = remote.cancel_run(run_id)
+    run_id = _one_run_id(run_id, run)
+    assert run_id is not None
+    before = remote.get_run(run_id)
+    finished = before.status.is_terminal()
+    record = before if finished else remote.cancel_run(run_id)
     if as_json:
-        typer.echo(json.dumps(_record_json(record)))
+        typer.echo(json.dumps({**view.record_json(record), "cancelled": not finished}))
+    elif finished:
+        view.stderr().print(f"{record.run_id} already finished ({record.status}); nothing to cancel")
     else:
-        _stderr().print(f"{record.run_id}: {record.status}")
+        view.stderr().print(f"{record.run_id}: {record.status}")
 
 
 def fetch(
-    run: Annotated[str, typer.Option("--run", help="The run id to download.")],
+    run_id: RunIdArg = None,
+    run: RunOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Target folder (default $CHEXVISION_HOME/runs/<id>).")
     ] = None,
@@ -299,6 +257,8 @@ def fetch(
     """
     from chexvision import remote
 
+    run = _one_run_id(run_id, run)
+    assert run is not None
     result = remote.fetch_run(run, out)
     published = None if no_publish else _publish_fetched(result.run_id, result.run_dir, repo, hub_dir, public)
     if as_json:
@@ -312,7 +272,7 @@ def fetch(
         }
         typer.echo(json.dumps(payload))
         return
-    err = _stderr()
+    err = view.stderr()
     err.print(f"{len(result.files)} files in {result.run_dir} — verified")
     if result.missing_optional:
         err.print(f"note: missing optional files: {', '.join(result.missing_optional)}")
@@ -330,14 +290,14 @@ def _publish_fetched(
 
     if hub_dir is None and repo is None and not hub_ready():
         hub_dir = default_hub_dir()
-        _stderr().print(
+        view.stderr().print(
             f"note: no Hugging Face token, publishing to the folder {hub_dir} "
             "(`hf auth login` or HF_TOKEN to publish to the Hub; --no-publish to skip)"
         )
     result = publish_run(run_dir, repo_id=repo, hub_dir=hub_dir, private=not public)
     remote.record_publication(
-        run_id, repo=result.repo_id, revision=str(hub_dir) if hub_dir else None, commit=result.commit, tag=result.tag
-    )
+        run_id, repo=result.repo_id, revision=result.tag, commit=result.commit, tag=result.tag
+    )  # a revision (the run's tag), not the folder: `repo_id` already says where
     return {
         "repo_id": result.repo_id,
         "commit": result.commit,

@@ -11,26 +11,31 @@ batch, so every label in a batch still belongs to its own image. With `strict=Tr
 Sample keys are plain indices (evaluation) or `(index, epoch)` pairs from the training samplers: each training
 sample's augmentation draws from `default_rng((seed, epoch, index))`, so the augmentation of an epoch is the
 same whatever the number of workers, their persistence or the batch order (exact resumption, reproducible runs).
+
+`ChestXrayDataset(folder, split="train")` is the same dataset for a plain PyTorch loop: it opens the shards,
+splits them by patient as training does (dataset.json's default scheme), and pairs with `collate` (or
+`dataset.loader(batch_size=...)`, a DataLoader that already uses it).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from chexvision.data.eval_transform import EvalTransform
-from chexvision.data.shards import ShardIndex, decode_image
-from chexvision.data.transforms import MEAN, STD, CpuTrainTransform
+from chexvision.data.shards import ShardIndex, decode_image, read_dataset_meta
+from chexvision.data.transforms import MEAN, STD, CpuTrainTransform, resolve_clahe
 from chexvision.errors import BadInputError
-from chexvision.labels import label_matrix
+from chexvision.labels import LABELS, label_matrix
 
-__all__ = ["DropFailedCollate", "Item", "ShardDataset", "SkipCounter"]
+__all__ = ["ChestXrayDataset", "DropFailedCollate", "Item", "ShardDataset", "SkipCounter", "collate"]
 
 log = logging.getLogger(__name__)
 
@@ -146,19 +151,87 @@ class ShardDataset(Dataset[Item | None]):
 class DropFailedCollate:
     """Collate `(image, labels14, binary)` items into a batch, leaving out failed (`None`) samples.
 
-    A batch whose samples all failed comes out empty (batch dimension 0) with the right trailing shapes.
+    A batch whose samples all failed comes out empty (batch dimension 0) with the right trailing shapes; without
+    `size` (the module's default `collate`) its images are [0, 1, 0, 0].
     """
 
-    def __init__(self, size: int, dtype: torch.dtype) -> None:
+    def __init__(self, size: int | None = None, dtype: torch.dtype = torch.float32) -> None:
         self.size, self.dtype = size, dtype
 
     def __call__(self, items: list[Item | None]) -> Item:
         good = [item for item in items if item is not None]
         if not good:
+            side = self.size or 0
             return (
-                torch.empty((0, 1, self.size, self.size), dtype=self.dtype),
+                torch.empty((0, 1, side, side), dtype=self.dtype),
                 torch.empty((0, 14), dtype=torch.float32),
                 torch.empty((0,), dtype=torch.float32),
             )
         images, labels, binary = zip(*good, strict=True)
         return torch.stack(images), torch.stack(labels), torch.stack(binary)
+
+
+collate = DropFailedCollate()  # the default collate: float32 batches, failed samples left out
+
+
+class ChestXrayDataset(ShardDataset):
+    """One split of a data folder (`chexvision data build | synth | download`), ready for a DataLoader.
+
+    Items are `(image [1, S, S] float32 normalised, labels14 [14] float32, abnormal [] float32)`; the 14 columns
+    follow `dataset.labels`. `size` defaults to the folder's image size (dataset.json), `split_scheme` to its
+    default scheme; the split is the patient-disjoint one training makes from (scheme, seed). `augment=True`
+    gives training's CPU augmentation (`chexvision.config.AugConfig` defaults). CLAHE follows the loader's rule
+    (`clahe="auto"`: real X-rays get it unless the shards already have it; synthetic ones never).
+
+        from torch.utils.data import DataLoader
+        from chexvision.data import ChestXrayDataset, collate
+
+        train = ChestXrayDataset("data/nih", split="train")
+        for images, labels, abnormal in DataLoader(train, batch_size=32, shuffle=True, collate_fn=collate):
+            ...
+    """
+
+    labels: tuple[str, ...] = LABELS
+
+    def __init__(
+        self,
+        folder: str | Path,
+        split: str = "train",
+        *,
+        size: int | None = None,
+        split_scheme: str | None = None,
+        seed: int = 0,
+        augment: bool = False,
+        clahe: str = "auto",
+        strict: bool = False,
+    ) -> None:
+        from chexvision.config import AugConfig
+        from chexvision.data.splits import default_split_scheme, make_split
+
+        folder = Path(folder).expanduser()
+        index = ShardIndex.open(folder, strict=strict)
+        meta = read_dataset_meta(folder)
+        if split not in ("train", "val", "test", "all"):
+            raise BadInputError(f"unknown split {split!r}", "choose train, val, test or all")
+        self.split_scheme = split_scheme or default_split_scheme(meta)
+        indices = (
+            np.arange(len(index)) if split == "all" else make_split(index.filenames, self.split_scheme, seed)[split]
+        )
+        side = int(size or meta.get("size") or 224)
+        aug = AugConfig(clahe=clahe)
+        super().__init__(
+            index, indices, size=side, output="float", strict=strict, seed=seed, clahe=resolve_clahe(clahe, meta),
+            clahe_clip=aug.clahe_clip, clahe_grid=aug.clahe_grid, transform=CpuTrainTransform(aug) if augment else None,
+        )  # fmt: skip
+        self.split = split
+
+    @property
+    def filenames(self) -> list[str]:
+        """The image names of this split, in item order."""
+        return [self.index.filenames[i] for i in self.indices]
+
+    def loader(self, batch_size: int = 32, *, shuffle: bool | None = None, **kwargs: Any) -> DataLoader[Item | None]:
+        """A DataLoader over this split with `collate` (shuffled for the training split unless told)."""
+        kwargs.setdefault("collate_fn", DropFailedCollate(self.size, torch.float32))
+        return DataLoader(self, batch_size=batch_size, shuffle=self.split == "train" if shuffle is None else shuffle,
+                          **kwargs)  # fmt: skip

@@ -91,7 +91,7 @@ def _resolve(
         check_resume_config(out, cfg.to_dict(), resumed.to_dict())  # before any data is read or file written
         return resumed
     if resume:  # before: silently a new run from scratch, exit 0
-        raise BadInputError(f"nothing to resume in {out}: it holds no {CONFIG_JSON}", "drop --resume to start a new run")
+        raise BadInputError(f"nothing to resume in {out}: it holds no {CONFIG_JSON}", "drop --resume for a new run")
     if preset is None:  # the default preset follows the device training will run on, wherever that was said
         preset = default_preset(device or load_config(None, config, [*overrides, *flags]).device)
     return load_config(preset, config, [*overrides, *flags])

@@ -180,14 +180,15 @@ def build_card_data(art: RunInfo) -> Any:
     dataset = _dataset_id(art)
     info = _model_info(art)
     base = info.base_model if info and _started_pretrained(art) else None
+    # library_name + the mixin's tags: the Hub shows "Use this model" with `CheXModel.from_pretrained`
     tags = ["chexvision", "chest-x-ray", "medical-imaging", "multi-label-classification", "nih-chestxray14",
-            art.model_name, "safetensors"]  # fmt: skip
+            art.model_name, "safetensors", "pytorch", "model_hub_mixin", "pytorch_model_hub_mixin"]  # fmt: skip
     if art.dataset.get("source") == "synthetic":
         tags.append("synthetic-data")
     return ModelCardData(
         model_name=f"chexvision-{art.model_name} ({art.run_id})",
         license="apache-2.0",
-        library_name="pytorch",
+        library_name="chexvision",
         pipeline_tag="image-classification",
         tags=tags,
         datasets=[dataset] if dataset else None,
@@ -321,6 +322,7 @@ def render_card(art: RunInfo, *, repo_id: str, revision: str, plot: str | None =
         # `owner/name@tag` on the Hub; a bare name only exists as a --hub-dir folder (run from that folder)
         "model_spec": f"{repo_id}@{revision}" if "/" in repo_id else f"./{repo_id}@{revision}",
         "revision": revision,
+        "repo_id": repo_id,
         "run_id": art.run_id,
         "model_name": art.model_name,
         **_model_context(art, card_data.base_model),

@@ -8,7 +8,7 @@ and `predict_decoded` answer for image files with the model's own preprocessing 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,14 +29,25 @@ __all__ = ["Prediction", "predict_decoded", "predict_files", "predict_images"]
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's probabilities: the 14 findings in canonical order and any finding (abnormal)."""
+    """One image's probabilities: the 14 findings in canonical order and any finding (abnormal).
+
+    `decisions` ({rule: {"threshold", "abnormal"}}) holds the abnormal call at each operating point evaluation
+    recorded (a `Predictor` fills it; {} when none was).
+    """
 
     image: str
     probabilities: dict[str, float]
     abnormal: float
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "probabilities": dict(self.probabilities), "abnormal": self.abnormal}
+        doc: dict[str, Any] = {
+            "image": self.image,
+            "probabilities": dict(self.probabilities),
+            "abnormal": self.abnormal,
+        }
+        doc["decisions"] = {rule: dict(d) for rule, d in self.decisions.items()}
+        return doc
 
 
 def predict_images(
