@@ -16,8 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from tests.reliability.conftest import ExpectCleanError, invoke, tree_digest
+from support.reliability import ExpectCleanError, invoke, tree_digest
 
 FAST = ["--preset", "smoke", "--set", "data.workers=0", "--set", "data.batch_size=32", "--set", "cpu_threads=1"]
 TRAIN = [*FAST, "--set", "model.kwargs.widths=[8, 16, 32, 64]", "--set", "schedule.epochs=1", "--model", "seresnet"]
