@@ -280,3 +280,91 @@ def test_a_published_folder_loads_both_ways(tmp_path: Path) -> None:
         for got in (CheXModel.from_pretrained(head)(x), chexvision.load(result.model_spec, device="cpu").model(x)):
             torch.testing.assert_close(got.findings, want.findings, rtol=0, atol=0)
             torch.testing.assert_close(got.abnormal, want.abnormal, rtol=0, atol=0)
+
+
+def _evaluation_keys() -> dict[str, Any]:
+    """The keys `chexvision evaluate` adds to metrics.json "test" (issue 11), in the shapes it writes them."""
+
+    def group(images: int, auc: float, rate: float | None) -> dict[str, Any]:
+        return {"images": images, "patients": images // 2, "abnormal": images // 2, "macro_auc": auc,
+                "macro_auc_ci": [auc - 0.05, auc + 0.04], "underdiagnosis_rate": rate,
+                "underdiagnosis_ci": None if rate is None else [rate - 0.1, rate + 0.1]}  # fmt: skip
+
+    gap = {"highest": "F", "lowest": "M", "highest_rate": 0.4, "lowest_rate": 0.25, "difference": 0.15,
+           "highest_ci": [0.3, 0.5], "lowest_ci": [0.15, 0.35], "ci_overlap": True}  # fmt: skip
+    findings = ("Nodule or mass", "Pneumothorax")
+    return {
+        "split": {"name": "test", "count": 20, "sha256": "ab12cd34ef56" + "0" * 52, "matches_training": True},
+        "fitted_on": "validation",
+        "binary_source": "binary head",
+        "classes_scored": [label for label in LABELS if label != "Hernia"],
+        "classes_not_defined": ["Hernia"],
+        "subgroups": {
+            "attributes": ["sex", "age"],
+            "min_gap_abnormal": 5,
+            "sex": {"M": group(12, 0.71, 0.25), "F": group(8, 0.69, 0.4)},
+            "age": {"0-17": group(0, 0.0, None), "18-39": group(20, 0.7, 0.3)},
+            "largest_gap": {"sex": gap, "age": None},
+        },
+        "reference": {
+            "name": "google2019",
+            "images": 80,
+            "per_finding_auc": dict(zip(findings, (0.81, 0.9), strict=True)),
+            "nih_label_auc": dict(zip(findings, (0.76, 0.88), strict=True)),
+            "gap": dict(zip(findings, (0.05, 0.02), strict=True)),
+            "ci": {"per_finding_auc": {f: [0.7, 0.95] for f in findings}},
+        },
+    }
+
+
+_EVALUATION_TITLES = (
+    "### How the test split was evaluated",
+    "### Subgroups and underdiagnosis",
+    "### Radiologist-adjudicated labels (Google 2019)",
+    "Not defined by the evaluated data set",
+)
+
+
+def test_card_shows_what_evaluation_recorded(tmp_path: Path, make_run_dir: Any) -> None:
+    """Issue 11: the evaluated split's fingerprint, where thresholds were fitted, the binary score's source,
+    subgroups and underdiagnosis, the adjudicated-label AUROCs and the classes not defined, from metrics.json."""
+    from markdown_it import MarkdownIt
+
+    from chexvision.rundir import RunDir
+
+    run_dir = make_run_dir(tmp_path / "run", test_metrics=True)
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    RunDir(run_dir).write_metrics_section("test", {**test, **_evaluation_keys()})  # keeps run.json's sha256 valid
+    text = render_card(read_run(run_dir), repo_id="me/x", revision="r1")
+    (tmp_path / "README.md").write_text(text)
+    body = ModelCard(text).text
+    results = _section(body, "Results")
+    for title in _EVALUATION_TITLES:
+        assert title in results
+    assert "- Evaluated split: `test`, 20 images, sha256 `ab12cd34ef56...`: the split training held out." in body
+    assert "fitted on validation." in body and "Binary (abnormal) score: binary head." in body
+    assert "| Sex: M | 12 | 0.710 [0.660, 0.750] | 0.250 [0.150, 0.350] |" in body
+    assert "| Age band: 18-39 | 20 |" in body and "0-17" not in body  # a subgroup without images is left out
+    assert "Sex: highest underdiagnosis F 0.400 [0.300, 0.500], lowest M 0.250 [0.150, 0.350]; gap 0.150." in body
+    assert "Age band: fewer than two subgroups with at least 5 abnormal images" in body
+    assert "| Nodule or mass | 80 | 0.810 [0.700, 0.950] | 0.760 | +0.050 |" in body
+    assert "data set (not labelled, so not scored and not in the test macro):\nHernia." in body
+    assert "None" not in body and "{{" not in body
+    html = MarkdownIt("commonmark").enable("table").render(body)
+    assert html.count("<table>") == 7  # the five of every card, subgroups, adjudicated labels
+
+    keys = _evaluation_keys()
+    for matches, verdict in ((False, "NOT the split training held out"), (None, "training recorded no fingerprint")):
+        RunDir(run_dir).write_metrics_section("test", {**test, "split": {**keys["split"], "matches_training": matches}})
+        body = ModelCard(render_card(read_run(run_dir), repo_id="me/x", revision="r1")).text
+        assert f"- Evaluated split: `test`, 20 images, sha256 `ab12cd34ef56...`: {verdict}" in body
+        assert "### Subgroups and underdiagnosis" not in body and "fitted on" not in body  # only what is recorded
+
+
+def test_card_of_a_run_evaluated_without_those_keys_shows_none_of_them(tmp_path: Path, make_run_dir: Any) -> None:
+    for with_test in (False, True):
+        run_dir = make_run_dir(tmp_path / f"run-{with_test}", test_metrics=with_test)
+        body = ModelCard(render_card(read_run(run_dir), repo_id="me/x", revision="r1")).text
+        for title in _EVALUATION_TITLES:
+            assert title not in body
+        assert "underdiagnosis" not in body.lower() and "google2019" not in body and "sha256 `" not in body

@@ -150,6 +150,8 @@ def test_training_records_fingerprints_that_evaluate_reports(trained: tuple[Path
     test = dataset["split_fingerprints"]["test"]
     assert doc["split"] == {"name": "test", **test, "matches_training": True}
     assert "warning" not in stderr
+    recorded = json.loads((run / "metrics.json").read_text())["test"]["split"]  # the card reads it from here
+    assert recorded == {"name": "test", **test, "matches_training": True}
 
 
 @pytest.mark.slow

@@ -321,6 +321,8 @@ def write_outputs(
         entry = results["runs"][run.name]
         values = {
             **entry["plain"],
+            "split": entry.get("split"),  # which images were scored: {name, count, sha256, matches_training}
+            "val_split": entry.get("val_split"),
             "tta": entry.get("tta"),
             "localization": entry.get("localization"),
             "num_params": run.num_params,

@@ -280,6 +280,90 @@ def _threshold_notes() -> list[str]:
     return notes
 
 
+def _estimate(value: Any, ci: Any = None, spec: str = ".3f") -> str:
+    """`0.812 [0.790, 0.833]`: a number with its 95% CI when there is one; "n/a" when there is no number."""
+    number = _finite(value)
+    if number is None:
+        return "n/a"
+    bounds = [_finite(b) for b in ci] if isinstance(ci, list | tuple) and len(ci) == 2 else []
+    if len(bounds) == 2 and None not in bounds:
+        return f"{number:{spec}} [{bounds[0]:{spec}}, {bounds[1]:{spec}}]"
+    return f"{number:{spec}}"
+
+
+def _split_line(split: Any) -> str | None:
+    """The evaluated split's fingerprint (issue 11): name, image count, sha256 prefix, whether training held it out."""
+    if not isinstance(split, Mapping) or "name" not in split:
+        return None
+    match = split.get("matches_training")
+    if match is True:
+        verdict = "the split training held out"
+    elif match is False:
+        verdict = "NOT the split training held out (a partial or different data folder)"
+    else:
+        verdict = "training recorded no fingerprint to compare"
+    sha = str(split.get("sha256") or "")[:12]
+    return f"`{split['name']}`, {split.get('count', 'n/a')} images, sha256 `{sha}...`: {verdict}"
+
+
+_ATTRIBUTES = {"sex": "Sex", "age": "Age band", "view": "View"}
+
+
+def _subgroup_context(subgroups: Any) -> dict[str, Any] | None:
+    """Rows (attribute, subgroup, images, macro AUROC [CI], underdiagnosis [CI]) and one gap sentence per attribute."""
+    if not isinstance(subgroups, Mapping):
+        return None
+    from chexvision.evaluate.subgroup_report import gap_sentence
+
+    attributes = [
+        a for a in subgroups.get("attributes") or ("sex", "age", "view") if isinstance(subgroups.get(a), Mapping)
+    ]
+    rows = [
+        {"attribute": _ATTRIBUTES.get(attribute, attribute), "group": group, "images": g.get("images", "n/a"),
+         "auc": _estimate(g.get("macro_auc"), g.get("macro_auc_ci")),
+         "rate": _estimate(g.get("underdiagnosis_rate"), g.get("underdiagnosis_ci"))}
+        for attribute in attributes
+        for group, g in subgroups[attribute].items()
+        if isinstance(g, Mapping) and g.get("images")
+    ]  # fmt: skip
+    gaps = subgroups.get("largest_gap") or {}
+    min_abnormal = subgroups.get("min_gap_abnormal", "n/a")
+    sentences = [gap_sentence(a, gaps.get(a), min_abnormal)["text"] for a in attributes if a in gaps]
+    return {"rows": rows, "gaps": sentences} if rows or sentences else None
+
+
+def _reference_context(reference: Any) -> dict[str, Any] | None:
+    """Per finding: images, AUROC vs the adjudicated labels and vs NIH's labels on the same images [CI], the gap."""
+    if not isinstance(reference, Mapping) or not isinstance(reference.get("per_finding_auc"), Mapping):
+        return None
+    ci = reference.get("ci") or {}
+    nih, gap = reference.get("nih_label_auc") or {}, reference.get("gap") or {}
+    rows = [
+        {"finding": finding, "images": reference.get("images", "n/a"),
+         "auc": _estimate(auc, (ci.get("per_finding_auc") or {}).get(finding)),
+         "nih": _estimate(nih.get(finding), (ci.get("nih_label_auc") or {}).get(finding)),
+         "gap": _estimate(gap.get(finding), (ci.get("gap") or {}).get(finding), "+.3f")}
+        for finding, auc in reference["per_finding_auc"].items()
+    ]  # fmt: skip
+    return {"name": reference.get("name", "n/a"), "rows": rows} if rows else None
+
+
+def _evaluation_context(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What `chexvision evaluate` recorded in metrics.json "test" beyond the metrics (issue 11); each None or empty
+    when the run was never evaluated, or evaluated before it recorded that."""
+    test = metrics.get("test")
+    test = test if isinstance(test, Mapping) else {}
+    not_defined = test.get("classes_not_defined")
+    return {
+        "eval_split": _split_line(test.get("split")),
+        "fitted_on": test.get("fitted_on") or None,
+        "binary_source": test.get("binary_source") or None,
+        "subgroups": _subgroup_context(test.get("subgroups")),
+        "reference": _reference_context(test.get("reference")),
+        "classes_not_defined": [str(c) for c in not_defined] if isinstance(not_defined, list) else [],
+    }
+
+
 def _model_context(art: RunInfo, base_model: str | None) -> dict[str, Any]:
     """What the card says about the architecture, its size and where its weights started."""
     model_cfg = art.config.get("model", {})
@@ -348,6 +432,7 @@ def render_card(art: RunInfo, *, repo_id: str, revision: str, plot: str | None =
         "metric_rows": _metric_rows(art.metrics),
         "threshold_notes": _threshold_notes(),
         "per_class": _per_class_rows(art.metrics),
+        **_evaluation_context(art.metrics),
         "recipe": _recipe_rows({k: v for k, v in art.config.items() if k != "model"}),
         "plot": plot,
         "references": REFERENCES,
