@@ -147,8 +147,6 @@ def cam_model_dir(model: str | None, paths: list[Path]) -> tuple[Path, list[Path
 
     if model is not None:
         return resolve_model_dir(model), paths
-    if len(paths) >= 2 and not paths[0].exists():
-        raise BadInputError(f"run directory {paths[0]} not found", "pass a run directory, or --model SPEC")
-    if len(paths) < 2 or not paths[0].is_dir():
-        raise BadInputError("no model given", "use `chexvision cam --model SPEC IMAGE...` (or `cam RUN_DIR IMAGE...`)")
-    return paths[0], paths[1:]
+    if len(paths) >= 2 and (paths[0].is_dir() or not paths[0].exists()):
+        return paths[0], paths[1:]  # cam checks the label, --top and the images first, then the run directory
+    raise BadInputError("no model given", "use `chexvision cam --model SPEC IMAGE...` (or `cam RUN_DIR IMAGE...`)")
