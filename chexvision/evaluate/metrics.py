@@ -162,11 +162,11 @@ def classification_metrics(
 
     `defined` [N, 14] (chexvision.data.classes; None: all): each class is scored on the images that define it; a
     class no image defines is None, out of the macro, and listed in `classes_not_defined` (never a negative)."""
-    if defined is not None:
-        return _masked_classification_metrics(y14, p14, ybin, pbin, np.asarray(defined, dtype=bool))
-    auc = per_class(y14, p14, "auroc")
-    ap = per_class(y14, p14, "auprc")
-    return {
+    mask = np.ones(np.shape(y14), dtype=bool) if defined is None else np.asarray(defined, dtype=bool)
+    auc = {name: auroc(y14[mask[:, k], k], p14[mask[:, k], k]) for k, name in enumerate(LABELS)}
+    ap = {name: auprc(y14[mask[:, k], k], p14[mask[:, k], k]) for k, name in enumerate(LABELS)}
+    some: np.ndarray = np.asarray(mask.any(axis=0))
+    result: dict[str, object] = {
         "macro_auc": macro(auc),
         "per_class_auc": auc,
         "macro_auprc": macro(ap),
@@ -174,34 +174,14 @@ def classification_metrics(
         "binary_auc": auroc(ybin, pbin),
         "binary_auprc": auprc(ybin, pbin),
         "n_images": len(y14),
-        "positives": {name: int(np.count_nonzero(y14[:, k] > 0.5)) for k, name in enumerate(LABELS)},
-        "binary_positives": int(np.count_nonzero(np.asarray(ybin) > 0.5)),
-        "classes_scored": list(LABELS),
-        "classes_not_defined": [],
-    }
-
-
-def _masked_classification_metrics(
-    y14: np.ndarray, p14: np.ndarray, ybin: np.ndarray, pbin: np.ndarray, defined: np.ndarray
-) -> dict[str, object]:
-    """`classification_metrics` with each class restricted to the rows that define it."""
-    auc = {name: auroc(y14[defined[:, k], k], p14[defined[:, k], k]) for k, name in enumerate(LABELS)}
-    ap = {name: auprc(y14[defined[:, k], k], p14[defined[:, k], k]) for k, name in enumerate(LABELS)}
-    some: np.ndarray = np.asarray(defined.any(axis=0))
-    return {
-        "macro_auc": macro(auc),
-        "per_class_auc": auc,
-        "macro_auprc": macro(ap),
-        "per_class_auprc": ap,
-        "binary_auc": auroc(ybin, pbin),
-        "binary_auprc": auprc(ybin, pbin),
-        "n_images": len(y14),
-        "positives": {name: int(np.count_nonzero(y14[defined[:, k], k] > 0.5)) for k, name in enumerate(LABELS)},
+        "positives": {name: int(np.count_nonzero(y14[mask[:, k], k] > 0.5)) for k, name in enumerate(LABELS)},
         "binary_positives": int(np.count_nonzero(np.asarray(ybin) > 0.5)),
         "classes_scored": [name for k, name in enumerate(LABELS) if some[k]],
         "classes_not_defined": [name for k, name in enumerate(LABELS) if not some[k]],
-        "images_per_class": {name: int(defined[:, k].sum()) for k, name in enumerate(LABELS)},
     }
+    if defined is not None:
+        result["images_per_class"] = {name: int(mask[:, k].sum()) for k, name in enumerate(LABELS)}
+    return result
 
 
 def binary_head_metrics(
