@@ -168,3 +168,27 @@ def test_run_mode_reads_dataset_json_classes(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text(json.dumps({"classes": ["Lung Lesion"]}))
     with pytest.raises(BadInputError, match="Lung Lesion"):
         _with_dataset_classes(preds, tmp_path)
+
+
+def test_calibration_leaves_undefined_labels_out() -> None:
+    """A class blank for some images is calibrated on the images that label it; the pooled head on defined cells."""
+    from chexvision.evaluate.calibration import brier_score, expected_calibration_error, fit_temperature, logit
+    from chexvision.evaluate.predictions import Predictions
+
+    y14, p14, ybin, pbin, pids, defined = _case(seed=3, n=600)
+    names = [f"{i}.png" for i in range(len(y14))]
+    test = Predictions(names, pids, y14, ybin, p14, pbin, defined=defined)
+    val_y, val_p, val_ybin, val_pbin, val_pids, val_defined = _case(seed=4, n=600)
+    val = Predictions(names, val_pids, val_y, val_ybin, val_p, val_pbin, defined=val_defined)
+    cal = score_predictions(test, val, bootstrap=0)["calibration"]
+
+    edema = LABELS.index("Edema")
+    on = defined[:, edema]
+    row = cal["per_class"]["classes"]["Edema"]
+    assert row["positives"] == int(y14[on, edema].sum())
+    assert row["ece"] == pytest.approx(expected_calibration_error(y14[on, edema], p14[on, edema], 15))
+    assert row["brier"] == pytest.approx(brier_score(y14[on, edema], p14[on, edema]))
+    assert row["brier"] != pytest.approx(brier_score(y14[:, edema], p14[:, edema]))  # blanks are no negatives
+    t = fit_temperature(logit(val_p[val_defined]), val_y[val_defined])  # the pooled head: defined cells only
+    assert cal["multi"]["temperature"] == pytest.approx(t)
+    assert "Hernia" not in cal["per_class"]["classes"] or "Hernia" in DEFINED

@@ -171,15 +171,19 @@ class PlattScaling:
         return np.where(self.fitted, out, np.asarray(p, dtype=np.float64))
 
 
-def fit_platt(y_val: np.ndarray, p_val: np.ndarray, min_class: int = MIN_PLATT_CLASS) -> PlattScaling:
-    """Fit `PlattScaling` column by column on validation labels `y_val` and probabilities `p_val` [N, K]."""
+def fit_platt(
+    y_val: np.ndarray, p_val: np.ndarray, min_class: int = MIN_PLATT_CLASS, defined: np.ndarray | None = None
+) -> PlattScaling:
+    """Fit `PlattScaling` column by column on validation labels `y_val` and probabilities `p_val` [N, K], each
+    column on the rows `defined` [N, K] marks as labelled (None: all rows)."""
     k = p_val.shape[1]
     slope, intercept, fitted = np.ones(k), np.zeros(k), np.zeros(k, dtype=bool)
     for j in range(k):
-        y = y_val[:, j] > 0.5
+        rows = slice(None) if defined is None else defined[:, j]
+        y = y_val[rows, j] > 0.5
         if min(int(y.sum()), int((~y).sum())) < min_class:
             continue
-        fit = calibration_slope_intercept(y, p_val[:, j])
+        fit = calibration_slope_intercept(y, p_val[rows, j])
         if fit is not None and fit[0] > 0:
             slope[j], intercept[j], fitted[j] = fit[0], fit[1], True
     return PlattScaling(slope, intercept, fitted)
@@ -221,33 +225,42 @@ def per_class_calibration(
     temperature: float,
     n_bins: int = 15,
     labels: Sequence[str] = LABELS,
+    defined_ref: np.ndarray | None = None,
+    defined_test: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per class on the test set: ECE, Brier, slope, intercept and the reliability curve of the raw probabilities;
     the ECE after the head's shared `temperature` and after `PlattScaling` fitted on the reference set.
 
     Returns `{"method": "platt", "classes": {label: row}, "pooled_ece_platt": float}`.
     """
-    platt = fit_platt(y_ref, p_ref)
+    platt = fit_platt(y_ref, p_ref, defined=defined_ref)
     scaled_t = expit(logit(p_test) / temperature)
     scaled_p = platt.apply(p_test)
+    mask = np.ones(np.shape(y_test), dtype=bool) if defined_test is None else np.asarray(defined_test, dtype=bool)
     rows = {}
     for k, label in enumerate(labels):
-        y, p = y_test[:, k], p_test[:, k]
+        if not mask[:, k].any():
+            continue  # a class the evaluated images never label has no calibration
+        on = mask[:, k]  # each class on the images that label it (`defined_test`, chexvision.data.classes)
+        y, p = y_test[on, k], p_test[on, k]
+        scaled_t_k, scaled_p_k = scaled_t[on, k], scaled_p[on, k]
         row = {"positives": int(np.count_nonzero(y > 0.5)), **_describe(y, p, n_bins)}
-        row["ece_temperature"] = expected_calibration_error(y, scaled_t[:, k], n_bins)
+        row["ece_temperature"] = expected_calibration_error(y, scaled_t_k, n_bins)
         row["temperature_helped"] = bool(row["ece_temperature"] < row["ece"])
         row["platt_fitted"] = bool(platt.fitted[k])
         row["platt"] = (
             {"slope": float(platt.slope[k]), "intercept": float(platt.intercept[k])} if platt.fitted[k] else None
         )
-        row["ece_platt"] = expected_calibration_error(y, scaled_p[:, k], n_bins) if platt.fitted[k] else None
-        row["brier_platt"] = brier_score(y, scaled_p[:, k]) if platt.fitted[k] else None
+        row["ece_platt"] = expected_calibration_error(y, scaled_p_k, n_bins) if platt.fitted[k] else None
+        row["brier_platt"] = brier_score(y, scaled_p_k) if platt.fitted[k] else None
         row["platt_helped"] = bool(row["ece_platt"] < row["ece"]) if platt.fitted[k] else None
         row["curve"] = reliability_curve(y, p, n_bins)
-        row["curve_platt"] = reliability_curve(y, scaled_p[:, k], n_bins) if platt.fitted[k] else None
+        row["curve_platt"] = reliability_curve(y, scaled_p_k, n_bins) if platt.fitted[k] else None
         rows[label] = row
     return {
         "method": "platt",
         "classes": rows,
-        "pooled_ece_platt": expected_calibration_error(y_test, scaled_p, n_bins) if platt.fitted.any() else None,
+        "pooled_ece_platt": (
+            expected_calibration_error(y_test[mask], scaled_p[mask], n_bins) if platt.fitted.any() else None
+        ),
     }

@@ -47,6 +47,7 @@ def subset(pred: Predictions, mask: np.ndarray) -> Predictions:
         ybin=pred.ybin[rows],
         p14=pred.p14[rows],
         pbin=pred.pbin[rows],
+        defined=None if pred.defined is None else pred.defined[rows],
     )
 
 

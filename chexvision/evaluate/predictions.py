@@ -346,11 +346,20 @@ def _operating_points(ref: Predictions, test: Predictions, target: float) -> dic
     return {name: metrics_at_threshold(test.ybin, test.pbin, thr) for name, thr in _thresholds(ref, target).items()}
 
 
+def _labelled(pred: Predictions) -> np.ndarray:
+    """[N, 14] bool: the labels each image has (all of them unless the data set leaves some undefined)."""
+    return np.ones(pred.y14.shape, dtype=bool) if pred.defined is None else np.asarray(pred.defined, dtype=bool)
+
+
 def _calibration(ref: Predictions, test: Predictions, n_bins: int) -> dict[str, Any]:
     """Temperature per head (binary; 14 labels pooled) and, per class, ECE/Brier/slope/intercept with the ECE after
     that temperature and after per-class Platt scaling, all fitted on `ref` and measured on `test`."""
-    multi = calibration_summary(ref.p14, ref.y14, test.p14, test.y14, n_bins)
-    per_class = per_class_calibration(ref.y14, ref.p14, test.y14, test.p14, multi["temperature"], n_bins)
+    ref_on, test_on = _labelled(ref), _labelled(test)  # blank (undefined) labels are no negatives
+    multi = calibration_summary(ref.p14[ref_on], ref.y14[ref_on], test.p14[test_on], test.y14[test_on], n_bins)
+    per_class = per_class_calibration(
+        ref.y14, ref.p14, test.y14, test.p14, multi["temperature"], n_bins,
+        defined_ref=ref.defined, defined_test=test.defined,
+    )  # fmt: skip
     multi["ece_platt"] = per_class.pop("pooled_ece_platt")
     return {
         "n_bins": n_bins,
