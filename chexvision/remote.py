@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from chexvision.config import SPLIT_SCHEMES
 from chexvision.errors import BadInputError, UnknownName
-from chexvision.models.registry import list_models
 from dispatch import runs  # light: no jinja2, no SDK until a run is rendered or a backend called
 from dispatch.registry import RunRecord
 
@@ -192,6 +191,7 @@ def parse_data_source(spec: str | None, backend: str) -> dict[str, Any]:
 def validate_request(req: TrainRequest) -> None:
     """Refuse a bad model, override, preset, budget or split scheme before anything is bundled."""
     from chexvision.config import load_config
+    from chexvision.models.registry import list_models  # numpy via labels: only when a run is dispatched
     from dispatch.bundle import find_secret_in_text
 
     models = list_models()
