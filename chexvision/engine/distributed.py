@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from chexvision.device import resolve_device  # re-exported: callers of engine.distributed keep working
+from chexvision.device import resolve_device
 
 __all__ = [
     "DistInfo",
@@ -21,7 +21,6 @@ __all__ = [
     "broadcast_buffers",
     "cleanup_distributed",
     "init_distributed",
-    "resolve_device",
     "sum_all",
 ]
 
