@@ -57,6 +57,7 @@ __all__ = [
     "validate_request",
     "wait_for_runs",
     "watch_run",
+    "watch_runs",
 ]
 
 SYNTH_DEFAULTS = {"images": 2000, "size": 64, "seed": 0}  # the local default: what the smoke preset is tuned on
@@ -414,6 +415,10 @@ def watch_run(run_id: str, **kwargs: Any) -> Iterator[RunRecord]:
 
 def wait_for_runs(**kwargs: Any) -> list[RunRecord]:
     return runs.wait_for_runs(home(), summarize=run_summary, **kwargs)
+
+
+def watch_runs(**kwargs: Any) -> Iterator[list[RunRecord]]:
+    return runs.watch_runs(home(), summarize=run_summary, **kwargs)
 
 
 def follow_logs(run_id: str, **kwargs: Any) -> Iterator[str]:

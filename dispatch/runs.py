@@ -30,6 +30,7 @@ from dispatch.tracking import (
     set_summary,
     wait_for_runs,
     watch_run,
+    watch_runs,
 )
 
 if TYPE_CHECKING:  # bundle and render load when a run is submitted, not for `status`
@@ -56,6 +57,7 @@ __all__ = [
     "submit",
     "wait_for_runs",
     "watch_run",
+    "watch_runs",
 ]
 
 

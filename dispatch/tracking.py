@@ -30,6 +30,7 @@ __all__ = [
     "set_summary",
     "wait_for_runs",
     "watch_run",
+    "watch_runs",
 ]
 
 Summarize = Callable[[Path], dict[str, Any] | None]
@@ -111,6 +112,24 @@ def watch_run(
         interval = min(interval * 1.5, max_interval)
 
 
+def watch_runs(
+    home: Path,
+    *,
+    interval: float = 2.0,
+    max_interval: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    summarize: Summarize | None = None,
+) -> Iterator[list[RunRecord]]:
+    """Yield `list_runs()` after each poll until none of them is still going (the same backoff as `watch_run`)."""
+    while True:
+        records = list_runs(home, summarize=summarize)
+        yield records
+        if all(r.status.is_terminal() for r in records):
+            return
+        sleep(interval)
+        interval = min(interval * 1.5, max_interval)
+
+
 def wait_for_runs(
     home: Path,
     *,
@@ -119,13 +138,11 @@ def wait_for_runs(
     sleep: Callable[[float], None] = time.sleep,
     summarize: Summarize | None = None,
 ) -> list[RunRecord]:
-    """`list_runs()` once none of them is still going, polling with the same backoff as `watch_run`."""
-    records = list_runs(home, summarize=summarize)
-    while any(not r.status.is_terminal() for r in records):
-        sleep(interval)
-        interval = min(interval * 1.5, max_interval)
-        records = list_runs(home, summarize=summarize)
-    return records
+    """`list_runs()` once none of them is still going."""
+    last: list[RunRecord] = []
+    for records in watch_runs(home, interval=interval, max_interval=max_interval, sleep=sleep, summarize=summarize):
+        last = records
+    return last
 
 
 def follow_logs(

@@ -275,6 +275,35 @@ def test_status_watch_prints_epoch_loss_auc_and_eta(monkeypatch: pytest.MonkeyPa
     assert "complete, epoch 4/4" in out.stderr and "ETA" not in out.stderr.splitlines()[-1]
 
 
+def test_status_watch_without_a_run_id_prints_each_going_runs_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chexvision import remote
+
+    _add("seresnet-20261126-0700-0a0a", RunStatus.COMPLETE, model="seresnet")
+    _add("densenet-20261127-0800-0c0d", RunStatus.RUNNING)
+    old, new = _record("seresnet-20261126-0700-0a0a"), _record("densenet-20261127-0800-0c0d")
+    polls = [(RunStatus.RUNNING, 1), (RunStatus.RUNNING, 1), (RunStatus.RUNNING, 2), (RunStatus.COMPLETE, 3)]
+    epochs_done: list[int] = []
+
+    def fake_watch_runs(**kwargs: Any) -> Any:
+        for status, epochs in polls:
+            epochs_done.append(epochs)
+            yield [old, dataclasses.replace(new, status=status)]
+
+    def fake_logs(run_id: str) -> str:
+        assert run_id == new.run_id, "a run that had ended before the watch began is not followed"
+        return "\n".join(epoch_log_line(_epoch(e, 30.0, 0.6), 3, True) for e in range(1, epochs_done[-1] + 1))
+
+    monkeypatch.setattr(remote, "watch_runs", fake_watch_runs)
+    monkeypatch.setattr(remote, "run_logs", fake_logs)
+    out = runner.invoke(app, ["status", "--watch"], env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.stderr.splitlines() if line.startswith(new.run_id)]
+    assert len(lines) == 3, lines  # one line per change of epoch or status, not per poll
+    assert "running, epoch 1/3" in lines[0] and "ETA 1m00s" in lines[0]
+    assert lines[-1].startswith(f"{new.run_id}: complete, epoch 3/3")
+    assert old.run_id not in out.stderr and old.run_id in out.stdout  # the final table lists both
+
+
 # --- small surprises ----------------------------------------------------------------------------------------------
 
 

@@ -107,3 +107,21 @@ def test_cancel_after_completion_keeps_complete(home: Path, monkeypatch: pytest.
     _use(monkeypatch, Racing([RemoteState(RunStatus.RUNNING)]))
     assert tracking.cancel_run(home, RUN).status == RunStatus.COMPLETE
     assert _stored(home).status == RunStatus.COMPLETE
+
+
+
+def test_watch_runs_polls_until_every_run_has_ended(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`status --watch` with no run id: one list per poll, with the same backoff as one run, ending with the last."""
+    with Registry.at(home) as reg:
+        reg.add(RunRecord(run_id="old", backend="scripted", label="seresnet", status=RunStatus.COMPLETE))
+    states = [RemoteState(RunStatus.RUNNING), RemoteState(RunStatus.RUNNING), RemoteState(RunStatus.COMPLETE)]
+    _use(monkeypatch, ScriptedBackend(states))  # asked about the going run only
+    sleeps: list[float] = []
+    polls = list(tracking.watch_runs(home, interval=2.0, max_interval=3.0, sleep=sleeps.append))
+    assert [sorted(str(r.status) for r in records) for records in polls] == [
+        ["complete", "running"],
+        ["complete", "running"],
+        ["complete", "complete"],
+    ]
+    assert sleeps == [2.0, 3.0] and not states
+    assert [r.run_id for r in tracking.wait_for_runs(home, sleep=sleeps.append)] == [r.run_id for r in polls[-1]]

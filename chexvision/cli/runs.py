@@ -138,7 +138,7 @@ def status(
         return
     run_id = _one_run_id(run_id, run, required=False)
     if run_id is None:
-        records = remote.wait_for_runs() if watch else remote.list_runs()
+        records = _watch_all(quiet=as_json) if watch else remote.list_runs()
         if as_json:
             typer.echo(json.dumps([view.record_json(r) for r in records]))
         elif not records:
@@ -170,6 +170,28 @@ def _watch(run_id: str, *, quiet: bool) -> RunRecord:
         last = record
     assert last is not None
     return last
+
+
+def _watch_all(*, quiet: bool) -> list[RunRecord]:
+    """Poll every run until none is still going; print a line whenever a going run's status or epoch changes."""
+    from chexvision import remote
+
+    err = view.stderr()
+    records: list[RunRecord] = []
+    shown: dict[str, tuple[str, int | None]] = {}
+    for records in remote.watch_runs(max_interval=30.0):
+        for record in records:
+            before = shown.get(record.run_id)
+            if record.status.is_terminal() and (before is None or before[0] == str(record.status)):
+                shown.setdefault(record.run_id, (str(record.status), None))  # ended already: the table says it
+                continue
+            going = str(record.status) != "submitting"
+            progress = remote.run_progress(remote.run_logs(record.run_id)) if going else None
+            key = (str(record.status), progress.epoch if progress else None)
+            if not quiet and shown.get(record.run_id) != key:
+                err.print(view.progress_line(record, progress), markup=False, soft_wrap=True)
+            shown[record.run_id] = key
+    return records
 
 
 def _repair_registry(as_json: bool) -> None:

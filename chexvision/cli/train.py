@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         auc = result.best_val_macro_auc
-        Console().print(
+        Console(soft_wrap=True).print(  # soft_wrap: the run directory stays whole (the terminal wraps it)
             f"[bold]{result.status}[/bold] ({result.stop_reason}): {result.run_id} in {result.run_dir}; "
             f"best epoch {result.best_epoch}, val macro AUC {'n/a' if auc is None else f'{auc:.4f}'}"
         )
