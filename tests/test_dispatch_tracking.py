@@ -109,7 +109,6 @@ def test_cancel_after_completion_keeps_complete(home: Path, monkeypatch: pytest.
     assert _stored(home).status == RunStatus.COMPLETE
 
 
-
 def test_watch_runs_polls_until_every_run_has_ended(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`status --watch` with no run id: one list per poll, with the same backoff as one run, ending with the last."""
     with Registry.at(home) as reg:
