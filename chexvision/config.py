@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from chexvision._schema import coerce, merge, parse_value
 from chexvision.errors import BadInputError, ConfigKeyError, UnknownName
@@ -33,6 +34,7 @@ __all__ = [
     "CLAHE_CLIP",
     "CLAHE_GRID",
     "CLAHE_MODES",
+    "COMPILE_MODES",
     "PIPELINES",
     "PRESETS",
     "SPLIT_SCHEMES",
@@ -43,6 +45,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "ScheduleConfig",
+    "TrackingConfig",
     "TrainConfig",
     "apply_overrides",
     "config_keys",
@@ -72,6 +75,7 @@ CLAHE_MODES = ("auto", "always", "never")
 CLAHE_CLIP = 2.0  # CLAHE clip limit (OpenCV units: multiples of the mean histogram bin)
 CLAHE_GRID = 8  # CLAHE tiles per image side
 PIPELINES = ("auto", "cpu", "gpu")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile(mode=)
 # Patient-disjoint split schemes (DESIGN §2); chexvision.data.splits implements them.
 SPLIT_SCHEMES = ("official", "chexnet", "patient")
 
@@ -214,17 +218,48 @@ class LossConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Where training reports its metrics besides history.json (chexvision.engine.telemetry); rank 0 only."""
+
+    tensorboard: bool = True  # TensorBoard event files in <run dir>/tensorboard/ (`tensorboard --logdir`)
+    # MLflow tracking URI: file:///abs/mlruns | sqlite:///mlflow.db | http://host:5000; None = no MLflow.
+    # Needs the `mlflow` extra. Credentials go in MLFLOW_TRACKING_TOKEN/_USERNAME/_PASSWORD, never in the URI.
+    mlflow_uri: str | None = None
+    mlflow_experiment: str = "chexvision"  # MLflow experiment name (created when missing)
+
+    def __post_init__(self) -> None:
+        _check("tracking.mlflow_experiment", bool(self.mlflow_experiment.strip()), "a non-empty name")
+        if self.mlflow_uri is not None:
+            _check("tracking.mlflow_uri", bool(self.mlflow_uri.strip()), "a tracking URI (or none: no MLflow)")
+            # config.json and MLflow's own params keep the URI: a token in it would be written to disk.
+            _check("tracking.mlflow_uri", urlsplit(self.mlflow_uri).username is None,
+                   "free of credentials; put them in MLFLOW_TRACKING_TOKEN (or _USERNAME/_PASSWORD)")  # fmt: skip
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0  # training seed (initialisation, shuffling, augmentation, dropout)
     deterministic: bool = False  # torch.use_deterministic_algorithms(True): exact resume, slower on GPU
     device: str = "auto"  # cpu | cuda | auto (cuda when available)
     cpu_threads: int = 0  # torch intra-op threads when training on CPU; 0 = torch's default (all cores)
+    # NHWC (channels_last) weights and batches: "auto" (on: CUDA, and CPU where BENCHMARKS.md measured it faster,
+    # which is every model and size measured) | true | false
+    channels_last: bool | str = "auto"
+    # torch.compile of the model: "auto" (CUDA: mode "default"; CPU: off) | false | true (= "default") | a mode:
+    # default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs. The first steps pay the compile.
+    compile: bool | str = "auto"
     preset: str | None = None  # the preset this config started from (recorded, not read)
+
+    def __post_init__(self) -> None:
+        _check("channels_last", self.channels_last in (True, False, "auto"), 'true, false or "auto"')
+        _check("compile", self.compile in (True, False, "auto", *COMPILE_MODES),
+               f'true, false, "auto" or a torch.compile mode ({", ".join(COMPILE_MODES)})')  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists); what config.json holds."""

@@ -36,7 +36,9 @@ from chexvision.engine.distributed import (
 from chexvision.engine.loss import CheXLoss, pos_weight_from_labels
 from chexvision.engine.metrics import validation_metrics
 from chexvision.engine.optim import Phase, phase_of_epoch, plan_phases
+from chexvision.engine.speed import compile_model, resolve_channels_last, resolve_compile
 from chexvision.engine.state import FitResult, NullReporter, Reporter, Trainer, environment_info, resolve_amp
+from chexvision.engine.telemetry import Telemetry, check_tracking
 from chexvision.errors import BadInputError, RunFailedError
 from chexvision.files import is_disk_full
 from chexvision.rundir import (
@@ -91,9 +93,10 @@ def train_one_epoch(tr: Trainer, loaders: Any, epoch: int, reporter: Reporter) -
     started = time.perf_counter()
     loss_sum, images, lr = 0.0, 0, optimizer.param_groups[0]["lr"]
     group_loss, group_images = torch.zeros((), device=tr.dist.device), 0
+    channels_last = resolve_channels_last(tr.cfg.channels_last, tr.dist.device)
     for i, batch in enumerate(loaders.train):
         x, y14, ybin = loaders.batch_to_device(batch, True)
-        if tr.dist.device.type == "cuda":
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         group_size = min(accumulation, n_batches - (i // accumulation) * accumulation)
         last_in_group = (i % accumulation) == group_size - 1
@@ -149,9 +152,10 @@ def validate(tr: Trainer, loaders: Any) -> dict[str, Any]:
     """Loss and metrics over the whole validation split, gathered over ranks (padding dropped); same on all ranks."""
     tr.model.eval()
     outputs: list[list[torch.Tensor]] = [[], [], [], []]
+    channels_last = resolve_channels_last(tr.cfg.channels_last, tr.dist.device)
     for batch in loaders.val:
         x, y14, ybin = loaders.batch_to_device(batch, False)
-        if tr.dist.device.type == "cuda":
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with tr.autocast():
             multi, binary = tr.model(x)
@@ -214,7 +218,7 @@ def _build_model(cfg: TrainConfig, resuming: bool, dist: DistInfo) -> CheXModel:
         **cfg.model.kwargs,
     )
     model.to(dist.device)
-    if dist.device.type == "cuda":
+    if resolve_channels_last(cfg.channels_last, dist.device):
         model.to(memory_format=torch.channels_last)
     return model
 
@@ -250,6 +254,7 @@ def fit(
     started = time.monotonic() if started is None else started
     reporter = reporter or NullReporter()
     dist = dist or init_distributed(cfg.device)
+    check_tracking(cfg)  # MLflow asked for but not installed: exit 2 before anything is read or written
     run = RunDir(Path(out_dir))
     ckpt = open_run(run, resume, dist.is_main)
     resumed = run.read_run().get("run_id")
@@ -282,7 +287,10 @@ def fit(
         )
     if dist.is_main:
         _record_start(cfg, model, Path(data_dir), loaders, run, run_id)
-    with _failures_recorded(run, cfg, dist):
+    telemetry = Telemetry.open(cfg, run.path, dist.rank, steps_per_epoch=steps, history=history,
+                               world_size=dist.world_size, log=run.append_log)  # fmt: skip
+    reporter = telemetry.tee(reporter)  # TensorBoard / MLflow see what the progress bars see (rank 0 writes)
+    with telemetry.ending_on_error(), _failures_recorded(run, cfg, dist):
         status, reason = _epochs(tr, loaders, phases, run, epoch, ckpt, history, best, reporter, scheme,
                                  started, time_budget_hours)  # fmt: skip
         if dist.is_main and best["best_epoch"] is None:  # no epoch had a defined AUC: publish the last weights
@@ -292,6 +300,7 @@ def fit(
         if loaders.skipped:
             run.append_log(f"skipped {loaders.skipped} unreadable images (reported above; --strict makes them fatal)")
         run.append_log(f"run {status} ({reason})")
+    telemetry.finish(status)  # MLflow gets the final run.json and metrics.json
     return FitResult(status, reason, run.path, run_id, best["best_epoch"], best["best_auc"], history)
 
 
@@ -304,8 +313,11 @@ def _record_start(cfg: TrainConfig, model: CheXModel, data_dir: Path, loaders: A
     config = cfg.to_dict()
     config["model"]["kwargs"] = model_config(model)["kwargs"]  # exactly what rebuilds the architecture
     config["data"]["split_scheme"] = scheme  # resolved (dataset.json default): evaluation re-splits the same way
-    dataset = dataset_info(read_dataset_meta(data_dir), scheme, loaders.counts, loaders.clahe, seed=cfg.data.seed,
+    meta = read_dataset_meta(data_dir)
+    dataset = dataset_info(meta, scheme, loaders.counts, loaders.clahe, seed=cfg.data.seed,
                            **_split_record(cfg, data_dir, scheme))  # fmt: skip
+    if meta.get("labels"):  # which metadata labelled a built set (`data build`: the shipped v2020 CSV)
+        dataset["labels"] = meta["labels"]
     run.start(run_id=run_id, model=cfg.model.name, preset=cfg.preset, config=config, dataset=dataset,
               env=environment_info())  # fmt: skip
 
@@ -376,6 +388,7 @@ def _epochs(
         phase = phase_of_epoch(phases, epoch)
         if tr.phase != phase:
             tr.enter_phase(phase)
+            tr.net = compile_model(tr.net, resolve_compile(cfg.compile, dist.device))  # per phase: freezing recompiles
             if ckpt is not None and int(ckpt["phase"]) == phase.index:  # resuming inside this phase
                 assert tr.optimizer is not None and tr.scheduler is not None and tr.scaler is not None
                 tr.optimizer.load_state_dict(ckpt["optimizer"])

@@ -14,6 +14,7 @@ __all__ = [
     "RESUME_CHANGEABLE",
     "RUN_JSON",
     "RUN_STATUSES",
+    "TENSORBOARD_DIR",
     "TRAIN_LOG",
     "WEIGHTS",
 ]
@@ -25,6 +26,11 @@ METRICS_JSON = "metrics.json"
 WEIGHTS = "model.safetensors"
 LAST_CKPT = "last.ckpt"
 TRAIN_LOG = "train.log"
+# TensorBoard event files (`tensorboard --logdir <run dir>`), written by rank 0 as training goes
+# (chexvision.engine.telemetry). Like train.log they only grow and nothing reads them to produce a result, so they
+# are neither hashed in run.json "files" nor required; fetch copies the folder with the rest of the outputs, and a
+# continued run appends to it.
+TENSORBOARD_DIR = "tensorboard"
 
 JSON_FILES = (RUN_JSON, CONFIG_JSON, HISTORY_JSON, METRICS_JSON)
 REQUIRED_FILES = (*JSON_FILES, WEIGHTS)  # what makes a run directory usable (fetch, publish, load)
@@ -39,4 +45,8 @@ RUN_STATUSES = ("running", "complete", "incomplete", "error")
 # Config keys a resumed run may change: they decide when to stop, where it runs and how fast (loader workers and
 # CPU threads: augmentation draws from (seed, epoch, index), not from the worker), never what the epochs so far
 # computed. The time budget is a flag, not config. Every change is recorded in run.json "config_changes".
-RESUME_CHANGEABLE = ("schedule.epochs", "schedule.patience", "device", "data.workers", "cpu_threads", "data.strict")
+# Where metrics are reported (tracking.*) changes nothing a run computes either.
+RESUME_CHANGEABLE = (
+    "schedule.epochs", "schedule.patience", "device", "data.workers", "cpu_threads", "data.strict",
+    "tracking.tensorboard", "tracking.mlflow_uri", "tracking.mlflow_experiment",
+)  # fmt: skip
