@@ -1,7 +1,12 @@
-"""Input-pipeline throughput sweep: ours (CPU and GPU paths) against the original pipeline, same run, same shards.
+"""Input-pipeline throughput sweep: ours (CPU and GPU paths) against the original pipeline and albumentations 2.x.
 
     python benchmarks/input_pipeline.py [--data DIR] [--images 1000] [--size 320] [--workers 0 1]
-                                        [--modes cpu gpu] [--batches 20] [--batch-size 32]
+                                        [--modes cpu gpu] [--batches 20] [--batch-size 32] [--rounds 3]
+
+Same run, same shards, interleaved: each round times every pipeline once, in turn; figures are medians of rounds.
+`--components` instead prints what one image costs in each step of the CPU path (CPU microseconds, one thread,
+medians of interleaved rounds): the decode, the one bilinear warp (and a nearest-neighbour warp for scale), the
+LUT, the whole augmentation, and a float32 batch stack.
 
 Without --data it writes synthetic data once to /tmp/chexvision-bench-<size>px-<images> (`chexvision data synth`).
 One JSON line per (mode, workers) on stdout, from `chexvision.bench.loader.bench_loader` (the same function
@@ -31,6 +36,49 @@ def _data(args: argparse.Namespace) -> Path:
     return out
 
 
+def _components(data: Path, rounds: int) -> None:
+    import time
+
+    import cv2
+    import numpy as np
+    import torch
+
+    from chexvision.config import AugConfig
+    from chexvision.data.shards import ShardIndex, decode_image
+    from chexvision.data.transforms import _forward_2x3, augment_cpu, normalize_cpu, sample_params
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    index = ShardIndex.open(data)
+    blobs = [index.read_image_bytes(i) for i in range(min(100, len(index)))]
+    images = [decode_image(b) for b in blobs]
+    h, w = images[0].shape
+    rng = np.random.default_rng(0)
+    params = [sample_params(AugConfig(), rng, h, w) for _ in images]
+    mats = [np.array(_forward_2x3(p, h, w)).reshape(2, 3) for p in params]
+    floats = [torch.from_numpy(normalize_cpu(im)).unsqueeze(0) for im in images[:32]]
+    steps = {
+        "decode (cv2.imdecode, the decoder)": lambda i: decode_image(blobs[i]),
+        "warpAffine bilinear (ours: all geometry)": lambda i: cv2.warpAffine(images[i], mats[i], (w, h)),
+        "warpAffine nearest (for scale)": lambda i: cv2.warpAffine(images[i], mats[i], (w, h), flags=cv2.INTER_NEAREST),
+        "LUT uint8 -> float32 (jitter + normalise)": lambda i: normalize_cpu(images[i]),
+        "augment_cpu (whole augmentation)": lambda i: augment_cpu(images[i], params[i]),
+        "torch.stack of float32 [1,H,W] (per image)": lambda i: torch.stack(floats) if i < 1 else None,
+    }
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            n = 1 if name.startswith("torch.stack") else len(images)
+            c0 = time.process_time()
+            for i in range(n):
+                fn(i)
+            per = (time.process_time() - c0) / (32 if n == 1 else n)
+            times[name].append(per * 1e6)
+    print(f"\n| step ({h} px, one thread) | CPU us per image |\n|---|---|", file=sys.stderr)
+    for name, values in times.items():
+        print(f"| {name} | {sorted(values)[len(values) // 2]:.0f} |", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", help="data folder with shards (default: synthetic, written once)")
@@ -40,15 +88,22 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=["cpu", "gpu"], default=["cpu", "gpu"])
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-albumentations", action="store_true", help="skip the albumentations baseline")
+    parser.add_argument("--components", action="store_true", help="per-step cost of the CPU path instead")
     args = parser.parse_args()
 
     data = _data(args)
+    if args.components:
+        _components(data, max(args.rounds, 5))
+        return
     rows = []
     for mode in args.modes:
         for workers in args.workers:
             result = bench_loader(
-                data, workers=workers, batches=args.batches, batch_size=args.batch_size, mode=mode, size=args.size
-            )
+                data, workers=workers, batches=args.batches, batch_size=args.batch_size, mode=mode, size=args.size,
+                rounds=args.rounds, albumentations=not args.no_albumentations,
+            )  # fmt: skip
             print(json.dumps(result), flush=True)
             rows.append(result)
 
@@ -56,15 +111,19 @@ def main() -> None:
         return "-" if v is None else f"{v:.0f}"
 
     print(
-        "\n| mode | workers | ours img/s | original img/s | speed-up | ours img/CPU-s | original img/CPU-s "
-        "| decode only img/CPU-s | GPU augment |\n|---|---|---|---|---|---|---|---|---|",
+        "\n| mode | workers | ours img/s | albumentations img/s | ours / albumentations | original img/s "
+        "| ours / original | ours img/CPU-s | albumentations img/CPU-s | original img/CPU-s | decode only img/CPU-s "
+        "| ours / decode | GPU augment |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         file=sys.stderr,
     )
     for r in rows:
+        fraction = "-" if r["decode_fraction"] is None else f"{100 * r['decode_fraction']:.0f} %"
         print(
-            f"| {r['mode']} | {r['workers']} | {num(r['images_per_second'])} | {num(r['baseline_images_per_second'])} "
-            f"| {r['speedup']}x | {num(r['images_per_cpu_second'])} | {num(r['baseline_images_per_cpu_second'])} "
-            f"| {num(r['decode_only_images_per_cpu_second'])} | {r['gpu_augment']} |",
+            f"| {r['mode']} | {r['workers']} | {num(r['images_per_second'])} "
+            f"| {num(r['albumentations_images_per_second'])} | {r['albumentations_speedup']}x "
+            f"| {num(r['baseline_images_per_second'])} | {r['speedup']}x | {num(r['images_per_cpu_second'])} "
+            f"| {num(r['albumentations_images_per_cpu_second'])} | {num(r['baseline_images_per_cpu_second'])} "
+            f"| {num(r['decode_only_images_per_cpu_second'])} | {fraction} | {r['gpu_augment']} |",
             file=sys.stderr,
         )
 

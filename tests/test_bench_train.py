@@ -52,6 +52,17 @@ def test_cli_bench_train_rejects_zero_steps() -> None:
     assert result.exit_code == 2 and "steps >= 1" in result.stderr
 
 
+def test_cli_bench_train_unknown_compile_mode_exits_2() -> None:
+    result = CliRunner().invoke(app, ["bench", "train", "--model", "seresnet", *TINY_ARGS, "--compile", "fast"])
+    assert result.exit_code == 2
+    assert "'fast'" in result.stderr and "max-autotune" in result.stderr
+
+
+def test_bench_train_step_reports_eager_and_warmup_time() -> None:
+    result = bench_train_step("seresnet", size=64, batch=2, steps=1, warmup=1, tiny=True, device="cpu")
+    assert result.compiled == "off" and result.warmup_seconds > 0
+
+
 @pytest.mark.gpu
 def test_bench_train_step_on_cuda_uses_amp_dtype_and_reports_memory() -> None:
     result = bench_train_step("densenet", size=64, batch=4, amp=True, steps=2, warmup=1, tiny=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +184,7 @@ def test_eval_sampler_shares_cover_everything_once() -> None:
 
 def test_bench_loader_cli_json(data_dir: Path) -> None:
     for mode in ("cpu", "gpu"):
-        args = ["bench", "loader", "--data", str(data_dir), "--batches", "1", "--batch-size", "4"]
+        args = ["bench", "loader", "--data", str(data_dir), "--batches", "1", "--batch-size", "4", "--rounds", "2"]
         result = CliRunner().invoke(app, [*args, "--size", str(SIZE), "--mode", mode, "--json"])
         assert result.exit_code == 0, result.output
         out = json.loads(result.stdout)
@@ -193,11 +194,41 @@ def test_bench_loader_cli_json(data_dir: Path) -> None:
             ("size", int),
             ("mode", str),
             ("baseline_images_per_second", float),
+            ("albumentations_images_per_second", float),
+            ("albumentations_speedup", float),
+            ("decode_only_images_per_cpu_second", float),
+            ("decode_fraction", float),
         ]:
             assert isinstance(out[key], kind), key
         assert out["size"] == SIZE and out["mode"] == mode and out["images_per_second"] > 0
+        assert out["rounds"] == 2 and out["images_timed"] == 8  # 1 batch of 4 per round
+        assert (
+            "RandomErasing(p 0.1, scale 0.02-0.08" in out["baseline"] and "albumentations 2." in out["albumentations"]
+        )
         if mode == "gpu" and not torch.cuda.is_available():
             assert out["gpu_augment"] == "skipped, no CUDA"
+
+
+def test_bench_loader_human_output_and_skipping_baselines(data_dir: Path) -> None:
+    args = ["bench", "loader", "--data", str(data_dir), "--batches", "1", "--batch-size", "4", "--rounds", "1"]
+    result = CliRunner().invoke(app, [*args, "--size", str(SIZE), "--mode", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "albumentations" in result.stdout and "original" in result.stdout and "decoder's speed" in result.stdout
+    quick = CliRunner().invoke(app, [*args, "--mode", "cpu", "--no-baseline", "--no-albumentations", "--json"])
+    assert quick.exit_code == 0, quick.output
+    out = json.loads(quick.stdout)
+    assert out["baseline_images_per_second"] is None and out["albumentations_images_per_second"] is None
+
+
+def test_bench_loader_without_albumentations_is_one_line_exit_2(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # `import albumentations` raises ImportError
+    args = ["bench", "loader", "--data", str(data_dir), "--batches", "1", "--mode", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "albumentations" in result.stderr and "--no-albumentations" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_distributed_ranks_get_disjoint_train_and_complete_eval_shares(

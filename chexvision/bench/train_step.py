@@ -14,8 +14,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from chexvision.config import COMPILE_MODES
 from chexvision.device import resolve_device
-from chexvision.errors import BadInputError
+from chexvision.errors import BadInputError, UnknownName
 from chexvision.labels import NUM_LABELS
 from chexvision.models.registry import create_model, tiny_kwargs
 
@@ -30,12 +31,14 @@ class TrainStepResult:
     amp: bool
     dtype: str  # compute dtype: float32, bfloat16 or float16
     channels_last: bool
+    compiled: str  # "off" or the torch.compile mode ("default", "max-autotune", ...)
     device: str  # cuda or cpu
     device_name: str  # GPU model or CPU architecture
     tiny: bool  # the tiny test variant instead of the full-size model
     params: int
     steps: int  # timed steps (after warm-up)
     warmup: int
+    warmup_seconds: float  # wall time of the warm-up steps (includes torch.compile's compilation)
     seconds: float  # wall time of the timed steps
     ms_per_step: float
     images_per_second: float
@@ -74,15 +77,24 @@ def bench_train_step(
     tiny: bool = False,
     device: torch.device | str | None = None,
     seed: int = 0,
+    model_kwargs: dict[str, Any] | None = None,
+    compile_mode: str | None = None,
 ) -> TrainStepResult:
-    """Time `steps` training steps of `model_name` on one fixed random batch, after `warmup` untimed steps."""
+    """Time `steps` training steps of `model_name` on one fixed random batch, after `warmup` untimed steps.
+
+    `model_kwargs` (e.g. a preset's small variant) overrides `tiny`; `compile_mode` wraps the model in
+    `torch.compile(mode=...)` ("default", "reduce-overhead", "max-autotune"; the warm-up steps absorb the compile).
+    """
     _check_args(size, batch, steps, warmup)
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise UnknownName("--compile mode", compile_mode, COMPILE_MODES)
     dev = resolve_device(device or "auto")
     torch.manual_seed(seed)
-    kwargs = tiny_kwargs(model_name) if tiny else {}
+    kwargs = dict(model_kwargs) if model_kwargs is not None else tiny_kwargs(model_name) if tiny else {}
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = create_model(model_name, **kwargs).to(dev).to(memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    net: Any = model if compile_mode is None else torch.compile(model, mode=compile_mode)
     dtype = autocast_dtype(dev) if amp else torch.float32
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
 
@@ -92,7 +104,7 @@ def bench_train_step(
 
     def step() -> None:
         with torch.autocast(dev.type, dtype=dtype, enabled=amp):
-            multi, binary = model(x)
+            multi, binary = net(x)
             loss = F.binary_cross_entropy_with_logits(multi.float(), y14)
             loss = loss + 0.5 * F.binary_cross_entropy_with_logits(binary.float(), ybin)
         optimizer.zero_grad(set_to_none=True)
@@ -103,6 +115,7 @@ def bench_train_step(
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shape: let cuDNN pick the fastest kernels once
         torch.cuda.reset_peak_memory_stats(dev)
+    warm_start = time.perf_counter()
     for _ in range(warmup):
         step()
     _synchronize(dev)
@@ -119,12 +132,14 @@ def bench_train_step(
         amp=amp,
         dtype=str(dtype).removeprefix("torch."),
         channels_last=channels_last,
+        compiled="off" if compile_mode is None else compile_mode,
         device=dev.type,
         device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.machine(),
         tiny=tiny,
         params=sum(p.numel() for p in model.parameters()),
         steps=steps,
         warmup=warmup,
+        warmup_seconds=round(start - warm_start, 3),
         seconds=round(seconds, 4),
         ms_per_step=round(1000 * seconds / steps, 3),
         images_per_second=round(batch * steps / seconds, 2),

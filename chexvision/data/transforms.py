@@ -8,13 +8,15 @@ same geometry.
 
 Why the CPU path is fast (the original ran eight torchvision v1 transforms on RGB PIL images):
 
-- all geometry (flip, rotation, translation, scale, shear) is composed into ONE 2x3 matrix and applied with
-  ONE `cv2.warpAffine` on the uint8 image (bilinear, black border like torchvision's fill=0): one resampling
-  instead of three, so also less blur from repeated interpolation;
+- all geometry (flip, rotation, translation, scale, shear) is composed in closed form into ONE 2x3 matrix and
+  applied with ONE `cv2.warpAffine` on the uint8 image (bilinear, black border like torchvision's fill=0): one
+  resampling instead of three, so also less blur from repeated interpolation. It is most of the cost: about
+  0.8x a JPEG decode per 320 px image (BENCHMARKS.md, `benchmarks/input_pipeline.py --components`);
 - brightness, contrast, the clamps between them and the normalisation are pointwise, so they collapse into
   ONE 256-entry float32 look-up table applied by `cv2.LUT` (uint8 in, normalised float32 out); the contrast
-  mean comes from the 256-bin histogram;
-- the Gaussian blur (linear, so it commutes with the normalisation) and erasing run on the float image.
+  mean is exact without a histogram (the clamped pixels' sum and count from one threshold pass);
+- the Gaussian blur (linear, so it commutes with the normalisation) runs in place on the float image, only when
+  drawn, and erasing is a slice assignment.
 
 CLAHE is deterministic, so it is not a per-epoch augmentation: `chexvision data build` applies it once when
 it writes the shards and records `"clahe": true` in `dataset.json`. Data sets that do not say so (the
@@ -118,23 +120,36 @@ def _erase_size(cfg: AugConfig, u_area: float, u_ratio: float, height: int, widt
     return eh, ew
 
 
+def _linear_part(params: AugParams) -> tuple[float, float, float, float]:
+    """The 2x2 forward matrix L = R(angle) @ Shear @ scale @ Flip as (l00, l01, l10, l11)."""
+    a, k = math.radians(params.angle), math.tan(math.radians(params.shear))
+    cos, sin = math.cos(a) * params.scale, math.sin(a) * params.scale
+    fx = -1.0 if params.flip else 1.0
+    return cos * fx, cos * k - sin, sin * fx, sin * k + cos
+
+
+def _forward_2x3(params: AugParams, height: int, width: int) -> tuple[float, ...]:
+    """Forward 2x3 affine matrix (row major) of all the geometry; see `affine_matrix`."""
+    l00, l01, l10, l11 = _linear_part(params)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    tx, ty = params.translate
+    # p_out = L0 (F p - c) + c + t; the flip about the centre gives F p - c = (fx (x - cx), y - cy), and L holds
+    # L0 diag(fx, 1): p_out = L (p - c) + c + t.
+    return (l00, l01, cx + tx - l00 * cx - l01 * cy, l10, l11, cy + ty - l10 * cx - l11 * cy)
+
+
 def affine_matrix(params: AugParams, height: int, width: int) -> np.ndarray:
     """Forward 3x3 matrix (source pixel -> output pixel, pixel centres at integers) of all the geometry.
 
-    Order: flip, then scale, shear, rotation about the image centre, then translation.
+    Order: flip, then scale, shear, rotation about the image centre, then translation (composed in closed
+    form: one matrix, one resampling).
     """
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    flip = np.eye(3)
-    if params.flip:
-        flip[0, 0], flip[0, 2] = -1.0, width - 1.0
-    a, s = math.radians(params.angle), math.tan(math.radians(params.shear))
-    rot = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
-    shear = np.array([[1.0, s, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    scale = np.diag([params.scale, params.scale, 1.0])
-    to_origin = np.array([[1.0, 0.0, -cx], [0.0, 1.0, -cy], [0.0, 0.0, 1.0]])
-    tx, ty = params.translate
-    back = np.array([[1.0, 0.0, cx + tx], [0.0, 1.0, cy + ty], [0.0, 0.0, 1.0]])
-    return back @ rot @ shear @ scale @ to_origin @ flip
+    m = _forward_2x3(params, height, width)
+    return np.array([m[:3], m[3:], (0.0, 0.0, 1.0)], dtype=np.float64)
+
+
+def _has_geometry(p: AugParams) -> bool:
+    return bool(p.flip or p.angle or p.scale != 1.0 or p.shear or p.translate != (0.0, 0.0))
 
 
 def blur_kernel_radius(sigma: float) -> int:
@@ -142,25 +157,39 @@ def blur_kernel_radius(sigma: float) -> int:
     return max(1, math.ceil(3.0 * sigma))
 
 
+_LEVELS = np.arange(256, dtype=np.float64) / 255.0
+
+
+def _brightened_mean(img: np.ndarray, brightness: float) -> float:
+    """Exact mean of clip(brightness * img / 255, 0, 1) over the image, without a histogram.
+
+    Only pixels above 255 / brightness clip (none when brightness <= 1): the mean is brightness x the plain mean,
+    corrected by those pixels' sum and count (one threshold pass and three reductions in cv2).
+    """
+    import cv2
+
+    n = img.size
+    total = float(cv2.sumElems(img)[0])
+    if brightness <= 1.0:
+        return brightness * total / (255.0 * n)
+    threshold = math.floor(255.0 / brightness)  # integer x clips iff x > 255 / b, iff x > floor(255 / b)
+    above = cv2.threshold(img, threshold, 0, cv2.THRESH_TOZERO)[1]  # x where it clips, else 0 (x > 0 there)
+    above_sum, above_n = float(cv2.sumElems(above)[0]), cv2.countNonZero(above)
+    return (brightness * (total - above_sum) / 255.0 + above_n) / n
+
+
 def _jitter_normalize_lut(img: np.ndarray, brightness: float, contrast: float, mean: float, std: float) -> np.ndarray:
     """256-entry float32 LUT: brightness (clamped), contrast about the image mean (clamped), normalisation."""
-    levels = np.arange(256, dtype=np.float64) / 255.0
-    bright = np.clip(levels * brightness, 0.0, 1.0)
+    bright = np.minimum(_LEVELS * brightness, 1.0)
     if contrast != 1.0:
-        import cv2
-
-        if brightness <= 1.0:  # no clamping: the mean scales with the brightness
-            img_mean = float(cv2.mean(img)[0]) / 255.0 * brightness
-        else:
-            hist = cv2.calcHist([img], [0], None, [256], [0, 256]).ravel().astype(np.float64)
-            img_mean = float(hist @ bright) / max(float(hist.sum()), 1.0)
+        img_mean = _brightened_mean(img, brightness)
         bright = np.clip(contrast * bright + (1.0 - contrast) * img_mean, 0.0, 1.0)
     return ((bright - mean) / std).astype(np.float32)
 
 
 @functools.cache
 def _normalize_lut(mean: float, std: float) -> np.ndarray:
-    return ((np.arange(256, dtype=np.float64) / 255.0 - mean) / std).astype(np.float32)
+    return ((_LEVELS - mean) / std).astype(np.float32)
 
 
 def normalize_cpu(img: np.ndarray, mean: float = MEAN, std: float = STD) -> np.ndarray:
@@ -171,21 +200,25 @@ def normalize_cpu(img: np.ndarray, mean: float = MEAN, std: float = STD) -> np.n
 
 
 def augment_cpu(img: np.ndarray, params: AugParams, mean: float = MEAN, std: float = STD) -> np.ndarray:
-    """Apply one sample's augmentation to a uint8 HxW image; returns the normalised float32 HxW image."""
+    """Apply one sample's augmentation to a uint8 HxW image; returns the normalised float32 HxW image.
+
+    Three passes over the image at most: one warp (uint8), one LUT (uint8 -> float32: jitter + normalisation),
+    the blur when drawn (in place); erasing is a slice assignment.
+    """
     import cv2
 
     height, width = img.shape
-    p = params
-    if p.flip or p.angle or p.scale != 1.0 or p.shear or p.translate != (0.0, 0.0):
-        matrix = affine_matrix(params, height, width)
-        img = cv2.warpAffine(img, matrix[:2], (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if _has_geometry(params):
+        m = _forward_2x3(params, height, width)
+        matrix = np.array((m[:3], m[3:]), dtype=np.float64)
+        img = cv2.warpAffine(img, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     if params.brightness == 1.0 and params.contrast == 1.0:
         out = cv2.LUT(img, _normalize_lut(mean, std))
     else:
         out = cv2.LUT(img, _jitter_normalize_lut(img, params.brightness, params.contrast, mean, std))
     if params.blur_sigma > 0:
         k = 2 * blur_kernel_radius(params.blur_sigma) + 1
-        out = cv2.GaussianBlur(out, (k, k), params.blur_sigma, borderType=cv2.BORDER_REFLECT_101)
+        cv2.GaussianBlur(out, (k, k), params.blur_sigma, dst=out, borderType=cv2.BORDER_REFLECT_101)
     if params.erase is not None:
         top, left, eh, ew = params.erase
         out[top : top + eh, left : left + ew] = 0.0
