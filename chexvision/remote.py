@@ -67,6 +67,15 @@ RESOURCES = "chexvision/data/resources"
 # the train_val list and the BBox list stay home (and the CheXNet lists unless that split scheme is asked for).
 # `data synth` reads the few-KB NIH statistics, never the CSV.
 ALWAYS_RESOURCES = ("official_test.txt.gz", "nih_synth_stats.json.gz")
+# A job that builds shards from raw NIH PNGs also ships the v2020 labels, in the compact copy made for the bundle
+# (`chexvision.data.build.LABELS_RESOURCE`: 0.17 MB against the CSV's 0.98 MB, which base64 would push past
+# Kaggle's 1 MB source limit).
+BUILD_RESOURCES = ("nih_labels_v2020.json.xz",)
+# Kaggle datasets holding the raw NIH release (images_0NN/images/*.png and the 2017 CSVs): the kernel builds our
+# shards from the mount before training. Kaggle's API does not list a dataset's files without a download, so any
+# other Kaggle dataset is read as shards; a local folder is looked at (`_folder_layout`).
+RAW_NIH_DATASETS = ("nih-chest-xrays/data",)
+BUILT_DATA = "{scratch}/shards"  # where a build or transcode step writes the shards train reads (a path token)
 CHEXNET_RESOURCES = ("chexnet_train.txt.gz", "chexnet_val.txt.gz", "chexnet_test.txt.gz")
 # File kinds the kernel needs from the package besides that data: source, templates (model card, reports), presets.
 SOURCE_SUFFIXES = (".py", ".j2", ".toml")
@@ -78,6 +87,21 @@ REQUIREMENTS = (
     ("safetensors", "0.4", "safetensors==0.8.0"),
     ("huggingface_hub", "0.24", "huggingface_hub==2.4.0"),
 )
+# A cloud image (SkyPilot) has CUDA but none of the Python stack: the kernel installs it too (only what is missing).
+CLOUD_STACK = (
+    ("torch", "2.4", "torch==2.14.1"),
+    ("torchvision", "0.19", "torchvision==0.29.1"),
+    ("numpy", "1.26", "numpy==2.4.6"),
+    ("pyarrow", "15", "pyarrow==26.0.1"),
+    ("pandas", "2.1", "pandas==3.1.1"),
+    ("jinja2", "3.1", "jinja2==3.1.6"),
+    ("rich", "13", "rich==15.0.0"),
+    ("opencv-python-headless", "4.8", "opencv-python-headless==5.0.0.93"),
+    ("scikit-learn", "1.3", "scikit-learn==1.9.1"),
+    ("matplotlib", "3.8", "matplotlib==3.11.2"),
+    ("pillow", "10", "pillow==13.0.0"),
+)
+IMAGE_REQUIREMENTS = {"skypilot": (*CLOUD_STACK, *REQUIREMENTS)}  # backend -> what its image lacks (else REQUIREMENTS)
 TORCH_PROBE = (  # logged at the kernel's start
     "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpus', torch.cuda.device_count())"
 )
@@ -103,6 +127,11 @@ class TrainRequest:
     time_budget: float | None = None  # hours; None: the backend's default (Kaggle: stop before its 12 h limit)
     resume_from: str | None = None
     split_scheme: str | None = None
+    run_id: str | None = None  # None: a new one; a caller that must not dispatch twice (a study) picks it first
+    nodes: int = 1  # machines (multi-node DDP: SkyPilot)
+    infra: str | None = None  # SkyPilot: aws | gcp | k8s | slurm/NAME | aws/us-east-1 ...; None: any it can use
+    spot: bool = False  # SkyPilot: preemptible machines (the managed job resumes from its last checkpoint)
+    output: str | None = None  # SkyPilot: the storage URL run directories go to (s3://bucket/prefix)
 
 
 @dataclass(frozen=True)
@@ -179,14 +208,23 @@ def parse_data_source(spec: str | None, backend: str) -> dict[str, Any]:
     if kind == "kaggle":
         if rest.count("/") != 1 or not all(rest.split("/")):
             raise BadInputError(f"--data {spec!r} is not kaggle:OWNER/SLUG", "e.g. --data kaggle:nih-chest-xrays/data")
-        return {"kind": "kaggle", "dataset": rest}
+        return {"kind": "kaggle", "dataset": rest, "layout": "nih-png" if rest in RAW_NIH_DATASETS else "shards"}
     path = Path(spec).expanduser()
     if path.is_dir():
-        return {"kind": "dir", "path": str(path.resolve())}
+        return {"kind": "dir", "path": str(path.resolve()), "layout": _folder_layout(path)}
     raise BadInputError(
         f"--data {spec!r} is not a data source",
         "use hf[:REPO[@REV]], synthetic[:N[:SIZE]], kaggle:OWNER/SLUG or an existing folder",
     )
+
+
+def _folder_layout(path: Path) -> str:
+    """`shards` when the folder holds Parquet shards (`DIR/data/*.parquet` or `DIR/*.parquet`, as the reader looks),
+    else `nih-png` when it holds PNGs anywhere below (raw NIH: the kernel builds shards first), else `shards` (and
+    train names what is missing). A glob, not `chexvision.data.shards`: dispatching stays free of OpenCV/pyarrow."""
+    if next(path.glob("data/*.parquet"), None) or next(path.glob("*.parquet"), None):
+        return "shards"
+    return "nih-png" if next(path.rglob("*.png"), None) else "shards"
 
 
 def validate_request(req: TrainRequest) -> None:
@@ -221,30 +259,50 @@ def _check_backend(req: TrainRequest, backend: str, data: dict[str, Any]) -> Non
         if not caps.gpus:
             raise BadInputError(f"--gpu {req.gpu}: the {backend} backend uses this machine's GPUs", "drop --gpu")
         raise BadInputError(f"unknown GPU {req.gpu!r}", f"choose one of: {', '.join(caps.gpus)}")
+    if req.nodes < 1:
+        raise BadInputError(f"--nodes {req.nodes} is not a number of machines", "e.g. --nodes 2")
+    cloud = [f"--{k}" for k, v in (("nodes", req.nodes > 1), ("infra", req.infra), ("spot", req.spot)) if v]
+    if not caps.remote and (cloud or req.output):
+        raise BadInputError(
+            f"{', '.join([*cloud, *(['--output'] if req.output else [])])}: the {backend} backend runs on this machine",
+            "drop them, or use --backend skypilot",
+        )
 
 
-def _data_source(data: dict[str, Any]) -> tuple[DataSource, tuple[Step, ...]]:
-    """The dispatch data source and the step that prepares it in the kernel (none for attached data)."""
+def _data_source(data: dict[str, Any]) -> tuple[DataSource, tuple[Step, ...], str | None]:
+    """The dispatch data source, the steps that prepare it in the kernel, and the folder token train reads (None:
+    `{data}`). Attached shards need no step. Raw NIH PNGs (attached or a local folder) are built into `BUILT_DATA`
+    with every CPU, labels from the shipped v2020 metadata. The published RGB PNG shards are downloaded, then
+    transcoded once into `BUILT_DATA` (one channel, JPEG, CLAHE applied): it costs about 1.4 epochs of their decode
+    and saves the rest (BENCHMARKS.md, "Published shards, transcoded once")."""
     from dispatch.job import DATA, PYTHON, DataSource, Step
 
     cli = (PYTHON, "-m", "chexvision", "data")
+    if data.get("layout") == "nih-png":
+        kaggle = data["kind"] == "kaggle"
+        kind, reference = ("kaggle-dataset", data["dataset"]) if kaggle else ("local-dir", data["path"])
+        argv = (*cli, "build", "--images", DATA, "--out", BUILT_DATA, "--workers", "0", "--size", "320")
+        return DataSource(kind, reference, data), (Step("data build", argv),), BUILT_DATA
     if data["kind"] == "hf":
-        argv = (*cli, "download", "--out", DATA, "--repo", data["repo_id"], "--revision", data["revision"])
+        download = (*cli, "download", "--out", DATA, "--repo", data["repo_id"], "--revision", data["revision"])
         source = DataSource("prepared", f"hf:{data['repo_id']}@{data['revision']}", data)
-        return source, (Step("data download", argv),)
+        transcode = (*cli, "transcode", "--data", DATA, "--out", BUILT_DATA, "--workers", "0")
+        return source, (Step("data download", download), Step("data transcode", transcode)), BUILT_DATA
     if data["kind"] == "synthetic":
         sizes = ("--images", str(data["images"]), "--size", str(data["size"]), "--seed", str(data["seed"]))
-        return DataSource("prepared", "synthetic", data), (Step("data synth", (*cli, "synth", "--out", DATA, *sizes)),)
+        step = Step("data synth", (*cli, "synth", "--out", DATA, *sizes))
+        return DataSource("prepared", "synthetic", data), (step,), None
     if data["kind"] == "kaggle":
-        return DataSource("kaggle-dataset", data["dataset"], data), ()
-    return DataSource("local-dir", data["path"], data), ()
+        return DataSource("kaggle-dataset", data["dataset"], data), (), None
+    return DataSource("local-dir", data["path"], data), (), None
 
 
-def train_argv(req: TrainRequest, run_id: str) -> tuple[str, ...]:
-    """`python -m chexvision train ...` as the kernel runs it ({data} and {output} stand for its folders)."""
+def train_argv(req: TrainRequest, run_id: str, data: str | None = None) -> tuple[str, ...]:
+    """`python -m chexvision train ...` as the kernel runs it ({data} and {output} stand for its folders; `data`:
+    another folder token, e.g. `BUILT_DATA` after a build step)."""
     from dispatch.job import DATA, OUTPUT, PYTHON
 
-    cmd = [PYTHON, "-m", "chexvision", "train", "--model", req.model, "--data", DATA, "--out", OUTPUT]
+    cmd = [PYTHON, "-m", "chexvision", "train", "--model", req.model, "--data", data or DATA, "--out", OUTPUT]
     cmd += ["--run-id", run_id]
     if req.preset:
         cmd += ["--preset", req.preset]
@@ -259,20 +317,23 @@ def train_argv(req: TrainRequest, run_id: str) -> tuple[str, ...]:
     return tuple(cmd)
 
 
-def job_sources(root: Path, split_scheme: str | None = None) -> Sources:
-    """What a training kernel needs from the tree `root`: the package, and only the package data it reads."""
+def job_sources(root: Path, split_scheme: str | None = None, *, build: bool = False) -> Sources:
+    """What a training kernel needs from the tree `root`: the package, and only the package data it reads
+    (`build`: the kernel builds shards from raw NIH PNGs, so the v2020 labels go too)."""
     from dispatch.job import Sources
 
     wanted = ALWAYS_RESOURCES + (CHEXNET_RESOURCES if split_scheme == "chexnet" else ())
+    wanted += BUILD_RESOURCES if build else ()
     return Sources(root=root, include=(PACKAGE,), only={RESOURCES: wanted}, suffixes=SOURCE_SUFFIXES)
 
 
 def build_job(req: TrainRequest, data: dict[str, Any], run_id: str) -> JobSpec:
     """The JobSpec of a validated request (time budget already defaulted from the backend)."""
     from chexvision import rundir
-    from dispatch.job import JobSpec, Outputs, Requirement, Resources, Step
+    from dispatch.job import JobSpec, Outputs, Requirement, Resources
 
-    source, prepare = _data_source(data)
+    source, prepare, train_data = _data_source(data)
+    built = data.get("layout") == "nih-png"
     outputs = Outputs(
         required=rundir.REQUIRED_FILES,
         status_file=rundir.RUN_JSON,
@@ -284,16 +345,33 @@ def build_job(req: TrainRequest, data: dict[str, Any], run_id: str) -> JobSpec:
     return JobSpec(
         run_id=run_id,
         label=req.model,
-        sources=job_sources(repo_root(), req.split_scheme),
-        steps=(*prepare, Step("train", train_argv(req, run_id), distributed=True)),
+        sources=job_sources(repo_root(), req.split_scheme, build=built),
+        steps=(*prepare, _train_step(req, run_id, train_data)),
         data=source,
         outputs=outputs,
-        resources=Resources(gpu=req.gpu, time_budget_hours=req.time_budget),
+        resources=Resources(
+            gpu=req.gpu,
+            time_budget_hours=req.time_budget,
+            nodes=req.nodes,
+            infra=req.infra,
+            spot=req.spot,
+            output=req.output,
+        ),
         parent_run_id=req.resume_from,
-        requirements=tuple(Requirement(*r) for r in REQUIREMENTS),
+        requirements=tuple(Requirement(*r) for r in IMAGE_REQUIREMENTS.get(req.backend or "", REQUIREMENTS)),
         probes=(("{python}", "-c", TORCH_PROBE),),
         meta=meta,
     )
+
+
+def _train_step(req: TrainRequest, run_id: str, data: str | None) -> Step:
+    """The main step. A recovered attempt (a preempted SkyPilot job) finds its config.json in {output}: it resumes."""
+    from chexvision.rundir import CONFIG_JSON
+    from dispatch.job import Step
+
+    argv = train_argv(req, run_id, data)
+    recover = {} if req.resume_from else {"resume_if": (CONFIG_JSON,), "resume_argv": ("--resume",)}
+    return Step("train", argv, distributed=True, **recover)
 
 
 def dispatch_train(req: TrainRequest, *, dry_run_out: Path | None = None) -> DispatchResult:
@@ -310,7 +388,7 @@ def dispatch_train(req: TrainRequest, *, dry_run_out: Path | None = None) -> Dis
         req = dataclasses.replace(req, time_budget=caps.default_time_budget)
     data = parse_data_source(req.data, backend)
     _check_backend(req, backend, data)
-    job = build_job(req, data, new_run_id(req.model))
+    job = build_job(req, data, req.run_id or new_run_id(req.model))
     done = runs.submit(job, home(), backend=backend, dry_run_out=dry_run_out)
     return DispatchResult(
         run_id=done.run_id,

@@ -4,7 +4,9 @@ A job is a source bundle (an allow-list of folders under one root), ordered comm
 kernel, a data source the backend may have to attach, the outputs the job must leave, resources and environment.
 Nothing here knows what the job computes.
 
-Command lines may hold placeholder tokens, replaced whole (an argument equal to the token) by the kernel:
+Command lines may hold placeholder tokens, replaced by the kernel where an argument equals the token, or where a
+folder token leads a path (`{scratch}/shards` becomes the scratch folder's `shards`: where a step leaves what a later
+step reads):
 
 | token       | becomes                                                                            |
 |-------------|------------------------------------------------------------------------------------|
@@ -65,8 +67,13 @@ class Step:
 
     name: str  # shown in the log and in the failure reason ("data download", "train")
     argv: tuple[str, ...]  # the command line, with placeholder tokens
-    # With more than one GPU, run it as `torchrun --standalone --nproc_per_node N <argv[1:]>` (argv[0] = {python})
+    # With more than one GPU, run it as `torchrun --standalone --nproc_per_node N <argv[1:]>` (argv[0] = {python});
+    # across nodes when the backend sets DISPATCH_KERNEL_NNODES/NODE_RANK/MASTER_ADDR (kernels/README.md)
     distributed: bool = False
+    # A recovered job (restarted by its backend after a preemption, e.g. a SkyPilot managed job) finds its earlier
+    # attempt's outputs in {output}: when every file of `resume_if` is there at start, `resume_argv` is appended.
+    resume_if: tuple[str, ...] = ()
+    resume_argv: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,10 @@ class Outputs:
 class Resources:
     gpu: str | None = None  # an accelerator name the backend accepts (Capabilities.gpus); None: its default
     time_budget_hours: float | None = None  # informational for dispatch; the caller puts it in the command line
+    nodes: int = 1  # machines the job spans; a one-machine backend refuses more
+    infra: str | None = None  # where a multi-cloud backend runs it (SkyPilot: aws, gcp, k8s, slurm/NAME...); None: any
+    spot: bool = False  # preemptible machines; the backend restarts the job, which resumes from {output}
+    output: str | None = None  # storage URL the output folder goes to (s3://bucket/prefix); None: the backend's
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 from rich.console import Console
@@ -101,13 +101,46 @@ def _print_split_tables(scheme: str, summary: dict[str, Any], dropped: int) -> N
     _console.print(prevalence)
 
 
+SourceOpt = Annotated[
+    str, typer.Option("--source", help="nih | chexpert | mimic-cxr-jpg | padchest (external sets need --labels).")
+]
+ExternalLabelsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--labels",
+        help="External label CSV as published: CheXpert train.csv/valid.csv, mimic-cxr-2.0.0-chexpert.csv, "
+        "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.",
+    ),
+]
+ViewsOpt = Annotated[str, typer.Option("--views", help="frontal (PA/AP only) | all, from the set's view columns.")]
+UncertainOpt = Annotated[
+    str, typer.Option("--uncertain", help="CheXpert/MIMIC uncertain (-1) labels: ignore (missing) | zeros | ones.")
+]
+PatientsOpt = Annotated[
+    Path | None, typer.Option("--patients", help="mimic-cxr-jpg: MIMIC-IV patients.csv for age and sex (optional).")
+]
+
+
 def build(
-    images: Annotated[Path, typer.Option("--images", help="Folder of raw NIH PNGs (searched recursively).")],
+    images: Annotated[
+        Path,
+        typer.Option("--images", help="Folder of the images (NIH: raw PNGs, searched recursively; see --source)."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output data folder (shards go to OUT/data/).")],
     size: Annotated[int, typer.Option("--size", help="Output side length in pixels.")] = 320,
     metadata: Annotated[
-        Path | None, typer.Option("--metadata", help="Data_Entry CSV with the labels (default: the shipped one).")
+        Path | None,
+        typer.Option(
+            "--metadata",
+            help="NIH: Data_Entry CSV with the labels (default: the shipped one); "
+            "mimic-cxr-jpg: mimic-cxr-2.0.0-metadata.csv (views, images per study).",
+        ),
     ] = None,
+    source: SourceOpt = "nih",
+    labels: ExternalLabelsOpt = None,
+    views: ViewsOpt = "frontal",
+    uncertain: UncertainOpt = "ignore",
+    patients: PatientsOpt = None,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (default: all cores).")] = 0,
     shard_size: Annotated[int, typer.Option("--shard-size", help="Images per shard.")] = 1000,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first corrupt image (exit 2).")] = False,
@@ -115,24 +148,17 @@ def build(
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build one-channel Parquet shards from raw NIH PNGs (resumable: re-run with the same options to continue)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    """Build one-channel Parquet shards from raw NIH PNGs or an external set (resumable: re-run to continue)."""
+    if source != "nih":
+        external = ExternalBuild(source, labels, metadata, patients, views, uncertain)
+        _build_external(external, images, out, size, workers, shard_size, strict, no_clahe, overwrite, as_json)
+        return
+    _nih_only(labels=labels, patients=patients, views=views != "frontal", uncertain=uncertain != "ignore")
+    from chexvision.cli._progress import progress_reporter
     from chexvision.data.build import build_shards
 
-    with Progress(
-        TextColumn("building shards"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True) if as_json else _console,  # stdout holds only the JSON
-        transient=True,  # an error raised under the bar leaves only its one line on screen
-    ) as bar:
-        task = bar.add_task("build", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    # stdout holds only the JSON; not a terminal (a kernel's log): plain progress lines every 10 s
+    with progress_reporter("building shards", Console(stderr=True) if as_json else _console) as progress:
         result = build_shards(
             images,
             out,
@@ -151,7 +177,9 @@ def build(
     _console.print(
         f"{result.images:,} images in {len(result.shards)} shards at {result.size} px "
         f"(CLAHE {'on' if result.clahe else 'off'}) -> {result.out_dir} "
-        f"[{result.built_shards} built, {result.resumed_shards} already complete, {result.seconds:.1f} s]"
+        f"[{result.built_shards} built, {result.resumed_shards} already complete, {result.seconds:.1f} s]; "
+        f"labels: {result.labels}",
+        markup=False,
     )
     if result.not_in_metadata:
         _console.print(
@@ -170,10 +198,93 @@ def _build_json(result: Any) -> dict[str, Any]:
         "images": result.images,
         "size": result.size,
         "clahe": result.clahe,
+        "labels": result.labels,
         "shards": [str(p) for p in result.shards],
         "built_shards": result.built_shards,
         "resumed_shards": result.resumed_shards,
         "not_in_metadata": list(result.not_in_metadata),
+        "corrupt": [{"file": str(f), "reason": reason} for f, reason in result.corrupt],
+        "seconds": round(result.seconds, 3),
+    }
+
+
+class ExternalBuild(NamedTuple):
+    """The `--source` options of `data build` for an external set."""
+
+    source: str
+    labels: Path | None
+    metadata: Path | None
+    patients: Path | None
+    views: str
+    uncertain: str
+
+
+def _nih_only(**given: object) -> None:
+    for name, value in given.items():
+        if value not in (None, False):
+            raise BadInputError(f"--{name} is for external sets", "add --source chexpert|mimic-cxr-jpg|padchest")
+
+
+def _build_external(
+    ext: ExternalBuild, images: Path, out: Path, size: int, workers: int, shard_size: int, strict: bool,
+    no_clahe: bool, overwrite: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """`data build --source chexpert|mimic-cxr-jpg|padchest` (chexvision.data.external)."""
+    from chexvision.cli._progress import progress_reporter
+    from chexvision.data.external.build import build_external, read_source
+
+    if ext.labels is None:
+        raise BadInputError(f"--source {ext.source} needs --labels CSV", "pass the set's label CSV as published")
+    table = read_source(ext.source, images, ext.labels, metadata=ext.metadata, patients=ext.patients,
+                        views=ext.views, uncertain=ext.uncertain)  # fmt: skip
+    with progress_reporter(f"building {ext.source} shards", Console(stderr=True) if as_json else _console) as bar:
+        result = build_external(table, out, images_dir=images, labels_csv=ext.labels, size=size,
+                                clahe=not no_clahe, workers=workers or os.cpu_count(), shard_size=shard_size,
+                                strict=strict, progress=bar, overwrite=overwrite)  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(_build_json_external(result)))
+        return
+    _console.print(
+        f"{result.images:,} {result.source} images in {len(result.shards)} shards at {result.size} px "
+        f"(CLAHE {'on' if result.clahe else 'off'}) -> {result.out_dir} "
+        f"[{result.built_shards} built, {result.resumed_shards} already complete, {result.seconds:.1f} s]",
+        markup=False,
+    )
+    left = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.counts.items()
+                     if k not in ("rows", "uncertain_cells") and v)  # fmt: skip
+    _console.print(f"{result.counts.get('rows', 0):,} rows read; left out: {left or 'none'}", markup=False)
+    _console.print(f"labelled: {', '.join(result.classes_any)}; on every image: "
+                   f"{', '.join(result.classes) or 'none'}", markup=False)  # fmt: skip
+    if result.classes != result.classes_any:
+        _console.print(
+            f"some labels are missing on some images (blank or uncertain): per-image labels are in "
+            f"{result.out_dir / 'labels.csv'}; score a run's predictions on them with `chexvision evaluate "
+            f"--predictions EVAL/predictions/RUN.csv --labels {result.out_dir / 'labels.csv'}`",
+            markup=False,
+        )
+    if result.missing_images:
+        _console.print(f"[yellow]{len(result.missing_images)} images of the CSV are not under {images}:[/] "
+                       f"{_listed(result.missing_images)}")  # fmt: skip
+    if result.corrupt:
+        _console.print(f"[yellow]skipped {len(result.corrupt)} corrupt images:[/]")
+        for file, reason in result.corrupt[:_MAX_LISTED]:
+            _console.print(f"  {file}: {reason}", markup=False)
+
+
+def _build_json_external(result: Any) -> dict[str, Any]:
+    return {
+        "out_dir": str(result.out_dir),
+        "source": result.source,
+        "images": result.images,
+        "size": result.size,
+        "clahe": result.clahe,
+        "classes": list(result.classes),
+        "classes_any": list(result.classes_any),
+        "counts": result.counts,
+        "missing_images": list(result.missing_images),
+        "shards": [str(p) for p in result.shards],
+        "built_shards": result.built_shards,
+        "resumed_shards": result.resumed_shards,
         "corrupt": [{"file": str(f), "reason": reason} for f, reason in result.corrupt],
         "seconds": round(result.seconds, 3),
     }
@@ -196,6 +307,39 @@ def download(
         typer.echo(json.dumps(payload))
         return
     _console.print(f"{count} shards of {repo or REPO_ID}@{(revision or REVISION)[:12]} in {path / 'data'}")
+
+
+def transcode(
+    data: Annotated[Path, typer.Option("--data", help="Folder of shards to convert (e.g. the published RGB PNG set).")],
+    out: Annotated[Path, typer.Option("--out", help="Output data folder (shards go to OUT/data/).")],
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes (0: all cores).")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert shards once to one-channel JPEG shards with CLAHE applied (resumable: re-run to continue)."""
+    from chexvision.cli._progress import progress_reporter
+    from chexvision.data.transcode import transcode_shards
+
+    with progress_reporter("transcoding shards", Console(stderr=True) if as_json else _console) as progress:
+        result = transcode_shards(data, out, workers=workers or os.cpu_count(), progress=progress)
+    payload = {
+        "out_dir": str(result.out_dir),
+        "images": result.images,
+        "shards": result.shards,
+        "transcoded_shards": result.transcoded_shards,
+        "resumed_shards": result.resumed_shards,
+        "clahe_applied": result.clahe,
+        "corrupt": result.corrupt,
+        "seconds": round(result.seconds, 3),
+    }
+    if as_json:
+        typer.echo(json.dumps(payload))
+        return
+    _console.print(
+        f"{result.images:,} images in {result.shards} shards -> {result.out_dir} (one channel, JPEG, CLAHE) "
+        f"[{result.transcoded_shards} transcoded, {result.resumed_shards} already complete, {result.seconds:.1f} s]"
+        + (f"; skipped {result.corrupt} undecodable images" if result.corrupt else ""),
+        markup=False,
+    )
 
 
 def eda(
@@ -279,9 +423,10 @@ def synth(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `splits`, `build`, `download`, `eda` and `synth` to the `data` sub-app."""
+    """Add `splits`, `build`, `download`, `transcode`, `eda` and `synth` to the `data` sub-app."""
     app.command("splits")(splits)
     app.command("build")(build)
     app.command("download")(download)
+    app.command("transcode")(transcode)
     app.command("eda")(eda)
     app.command("synth")(synth)

@@ -3,7 +3,11 @@
 Each image is decoded (8-bit L, the odd RGBA, 16-bit; any size), resized with `cv2.INTER_AREA` to
 `size` x `size` (NIH originals are square), optionally contrast-equalised with CLAHE once here (clip 2.0,
 8x8 tiles; recorded as `"clahe"` in `dataset.json` so the loader does not apply it again) and stored as a
-one-channel PNG with the labels and metadata of `Data_Entry_2017_v2020.csv`.
+one-channel JPEG (`chexvision.data.shards.IMAGE_FORMAT`) with the labels and metadata of
+`Data_Entry_2017_v2020.csv`: the shipped CSV, or, where only a remote bundle is installed, its compact copy
+`LABELS_RESOURCE` (the same rows and values for the columns a build stores; a test holds them equal). Which labels
+were used is recorded as `"labels"` in `dataset.json` (and training copies it into run.json): the Kaggle mirror's
+own `Data_Entry_2017.csv` carries the older 2017 labels and is not read.
 
 Work is split into fixed shards of `shard_size` images in sorted file-name order, one process-pool task per
 shard. A shard is written atomically and recorded in `build_manifest.json` with a digest of its inputs, so a
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import lzma
 import multiprocessing
 import os
 import time
@@ -30,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chexvision.data.metadata import load_metadata
+from chexvision.data.metadata import METADATA_RESOURCE, load_metadata, resource_path
 from chexvision.data.outdir import prepare_out
 from chexvision.data.shards import (
     IMAGE_FORMAT,
@@ -45,7 +50,17 @@ from chexvision.data.transforms import apply_clahe, resize_to
 from chexvision.errors import BadInputError
 from chexvision.files import write_json_atomic
 
-__all__ = ["MANIFEST_NAME", "BuildResult", "build_shards", "find_images"]
+__all__ = [
+    "LABELS_RESOURCE",
+    "MANIFEST_NAME",
+    "SHIPPED_LABELS",
+    "BuildResult",
+    "build_shards",
+    "find_images",
+    "read_labels_resource",
+    "shipped_labels",
+    "write_labels_resource",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +68,9 @@ MANIFEST_NAME = "build_manifest.json"
 _SHARD_SPLIT = "data"  # shard file prefix: splits are recomputed by patient, not stored
 
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
+# The compact copy of the shipped v2020 metadata that remote bundles carry (build's columns only).
+LABELS_RESOURCE = "nih_labels_v2020.json.xz"
+SHIPPED_LABELS = "NIH Data_Entry_2017_v2020.csv (shipped with chexvision)"  # dataset.json "labels"
 
 
 @dataclass
@@ -64,6 +82,7 @@ class BuildResult:
     images: int
     size: int
     clahe: bool
+    labels: str = SHIPPED_LABELS  # which metadata labelled the images (dataset.json "labels")
     built_shards: int = 0
     resumed_shards: int = 0
     not_in_metadata: list[str] = field(default_factory=list)
@@ -229,7 +248,8 @@ def build_shards(
 ) -> BuildResult:
     """Build shards in `out_dir/data/` from the PNGs under `images_dir`; resumable; see the module docstring.
 
-    `metadata`: a Data_Entry CSV path or a normalised DataFrame (`load_metadata`); None = the shipped CSV.
+    `metadata`: a Data_Entry CSV path or a normalised DataFrame (`load_metadata`); None = the shipped v2020 labels
+    (`shipped_labels`).
     Raises BadInputError on bad arguments, no usable images, or (with `strict`) the first corrupt image. `out_dir`
     follows `chexvision.data.outdir`: the same settings continue; other settings (size, CLAHE, shard size, images
     folder) or another data set there are refused unless `overwrite`.
@@ -238,7 +258,7 @@ def build_shards(
     if size < 8 or shard_size < 1:
         raise BadInputError(f"bad build settings size={size} shard_size={shard_size}", "use e.g. --size 320")
     out_dir = Path(out_dir)
-    df = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata)
+    df, labels = _metadata(metadata)
     known, meta, missing = _labelled_images(Path(images_dir), df)
     settings = {"size": size, "clahe": clahe, "shard_size": shard_size}
     prepare_out(out_dir, "build", {**settings, "images": str(Path(images_dir).resolve())}, overwrite=overwrite)
@@ -250,7 +270,9 @@ def build_shards(
     if same_settings:
         manifest["shards"] = {t.path.name: old["shards"][t.path.name] for t in tasks if t.path.name in old["shards"]}
     todo = [t for t in tasks if not (same_settings and _is_complete(t, manifest["shards"].get(t.path.name)))]
-    result = BuildResult(out_dir, [], 0, size, clahe, resumed_shards=len(tasks) - len(todo), not_in_metadata=missing)
+    result = BuildResult(
+        out_dir, [], 0, size, clahe, labels, resumed_shards=len(tasks) - len(todo), not_in_metadata=missing
+    )
     if todo:
         (out_dir / "dataset.json").unlink(missing_ok=True)  # absent until the build is complete again
     by_name = {t.path.name: t for t in tasks}
@@ -271,6 +293,70 @@ def build_shards(
     _finish(result, manifest, tasks)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def shipped_labels() -> pd.DataFrame:
+    """The shipped v2020 metadata: the full CSV where installed, else the compact copy a remote bundle carries."""
+    if resource_path(METADATA_RESOURCE) is not None:
+        return load_metadata()
+    path = resource_path(LABELS_RESOURCE)
+    if path is None:
+        raise BadInputError(
+            f"neither {METADATA_RESOURCE} nor {LABELS_RESOURCE} is installed",
+            "pass --metadata Data_Entry_2017_v2020.csv",
+        )
+    return read_labels_resource(path)
+
+
+def write_labels_resource(df: pd.DataFrame, path: Path) -> None:
+    """Write the compact copy of normalised NIH metadata `df` (`load_metadata`), xz-compressed JSON of columns in
+    file-name order: `patients` and `images` (each patient's image count: NIH names them PPPPPPPP_000.png onwards),
+    `labels`, `age`, `sex` (one letter per patient), `view` (A or P per image). 0.17 MB for the 112,120 rows."""
+    df = df.sort_values("filename").reset_index(drop=True)
+    counts = df.groupby("patient_id", sort=True).size()
+    names = [f"{pid:08d}_{k:03d}.png" for pid, n in counts.items() for k in range(n)]
+    if names != df["filename"].tolist():
+        raise ValueError("metadata file names are not NIH's PPPPPPPP_NNN.png, numbered from 000 per patient")
+    sex = df.groupby("patient_id", sort=True)["sex"].agg(lambda v: "".join(sorted(set(v))))
+    if not sex.isin(["M", "F"]).all() or not df["view"].isin(["AP", "PA"]).all():
+        raise ValueError("expected one sex (M/F) per patient and views AP/PA")
+    columns = {
+        "patients": [int(p) for p in counts.index],
+        "images": [int(n) for n in counts],
+        "labels": df["labels"].astype(str).tolist(),
+        "age": [int(a) for a in df["age"]],
+        "sex": "".join(sex),
+        "view": "".join(v[0] for v in df["view"]),
+    }
+    data = json.dumps(columns, separators=(",", ":")).encode()
+    Path(path).write_bytes(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+
+
+def read_labels_resource(path: Path) -> pd.DataFrame:
+    """The compact copy back as build reads metadata (filename, labels, patient_id, age, sex, view)."""
+    columns = json.loads(lzma.decompress(Path(path).read_bytes()))
+    counts = list(zip(columns["patients"], columns["images"], strict=True))
+    return pd.DataFrame(
+        {
+            "filename": [f"{pid:08d}_{k:03d}.png" for pid, n in counts for k in range(n)],
+            "labels": columns["labels"],
+            "patient_id": [pid for pid, n in counts for _ in range(n)],
+            "age": columns["age"],
+            "sex": [s for s, (_, n) in zip(columns["sex"], counts, strict=True) for _ in range(n)],
+            "view": [{"A": "AP", "P": "PA"}[v] for v in columns["view"]],
+        }
+    )
+
+
+def _metadata(metadata: Path | pd.DataFrame | None) -> tuple[pd.DataFrame, str]:
+    """(the metadata rows, what dataset.json calls them)."""
+    if isinstance(metadata, pd.DataFrame):
+        return metadata, "metadata passed by the caller"
+    if metadata is None:
+        return shipped_labels(), SHIPPED_LABELS
+    path = Path(metadata)
+    df = load_metadata(path)
+    return df, f"{path.name} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]})"
 
 
 def _labelled_images(images_dir: Path, df: pd.DataFrame) -> tuple[list[Path], dict[str, dict[str, Any]], list[str]]:
@@ -321,6 +407,7 @@ def _finish(result: BuildResult, manifest: dict[str, Any], tasks: list[_ShardTas
         "channels": 1,
         "image_format": IMAGE_FORMAT,
         "images": result.images,
+        "labels": result.labels,
     }
     write_json_atomic(result.out_dir / "dataset.json", info, sort_keys=True)
 
