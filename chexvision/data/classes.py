@@ -33,6 +33,7 @@ __all__ = [
     "classes_mask",
     "dataset_classes",
     "defined_classes",
+    "image_classes_mask",
     "read_class_columns",
 ]
 
@@ -68,6 +69,23 @@ def classes_mask(classes: Sequence[str], n: int) -> np.ndarray | None:
         return None
     row = np.array([label in wanted for label in LABELS], dtype=bool)
     return np.tile(row, (n, 1))
+
+
+def image_classes_mask(texts: Sequence[object], classes: Sequence[str]) -> np.ndarray | None:
+    """The `defined` matrix [n, 14] from a shard's per-image `classes` column (`A|B` in NIH names; empty: none; a
+    null: the folder's `classes`); None when every image is labelled for all 14. Unknown names are a BadInputError."""
+    folder = {canonical_label(c) for c in classes}
+    mask = np.zeros((len(texts), len(LABELS)), dtype=bool)
+    rows: dict[object, np.ndarray] = {}
+    for i, text in enumerate(texts):
+        if text not in rows:
+            try:
+                names = folder if text is None else {canonical_label(n) for n in str(text).split("|") if n}
+            except ValueError as exc:
+                raise BadInputError(f"a shard's `classes` holds {text!r}: {exc}", "rebuild that data folder") from None
+            rows[text] = np.array([label in names for label in LABELS], dtype=bool)
+        mask[i] = rows[text]
+    return None if mask.all() else mask
 
 
 def defined_classes(defined: np.ndarray | None) -> tuple[list[str], list[str]]:

@@ -60,6 +60,9 @@ JPEG_QUALITY = 95
 # Row groups kept decoded per process: a block-shuffling sampler touches few at a time.
 _CACHE_ROW_GROUPS = 8
 REQUIRED_COLUMNS = ("image", "labels", "filename")
+# Optional columns the index keeps in `extra`: metadata, and `classes` (the NIH findings labelled for that image,
+# `A|B`, written by `data build --source chexpert|mimic-cxr-jpg|padchest`; chexvision.data.classes).
+_META_COLUMNS = ("patient_id", "age", "sex", "view", "classes")
 _LISTED_BAD_LABELS = 20  # rows with a bad label warned about one by one before a count
 _LABEL_HINT = "labels must be exact NIH names joined by '|' (e.g. Effusion|Mass) or 'No Finding'"
 
@@ -273,7 +276,7 @@ class ShardIndex:
             keep.append(_check_labels(path, names, texts, strict, bad))
             filenames.extend(names)
             labels.extend(texts)
-            for name in ("patient_id", "age", "sex", "view"):
+            for name in _META_COLUMNS:
                 if name in meta_cols:
                     extra.setdefault(name, []).extend(table.column(name).to_pylist())
             md = pq.ParquetFile(path).metadata
@@ -391,6 +394,6 @@ def _read_metadata_columns(path: Path) -> tuple[list[str], pa.Table]:
             f"shard {path} lacks column(s) {', '.join(missing)}",
             "shards need image, labels and filename columns (HF layout or `chexvision data build` output)",
         )
-    meta_cols = [c for c in ("patient_id", "age", "sex", "view") if c in schema.names]
+    meta_cols = [c for c in _META_COLUMNS if c in schema.names]
     table = pq.read_table(path, columns=["filename", "labels", *meta_cols])
     return meta_cols, table

@@ -28,7 +28,15 @@ if TYPE_CHECKING:
 
     from chexvision.inference.load import LoadedModel
 
-__all__ = ["SPLITS", "SplitOverlapError", "check_split", "predict_split", "split_indices", "split_scheme_of"]
+__all__ = [
+    "SPLITS",
+    "SplitOverlapError",
+    "check_split",
+    "external_source",
+    "predict_split",
+    "split_indices",
+    "split_scheme_of",
+]
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "val", "train")
@@ -40,10 +48,26 @@ def split_scheme_of(info: RunInfo, data_dir: Path | None = None) -> str:
     return info.recorded_split_scheme or str(meta.get("default_split_scheme") or "official")
 
 
+def external_source(info: RunInfo, data_dir: Path | None) -> str | None:
+    """The set's name when `data_dir` is an external set (`data build --source ...`: dataset.json `external`) that
+    the run was not trained on: then every image is one external test set. None otherwise."""
+    meta = read_dataset_meta(Path(data_dir)) if data_dir is not None else {}
+    if "external" not in meta:
+        return None
+    source = str(meta.get("source") or "external")
+    return None if info.dataset.get("source") == source else source
+
+
 def split_indices(index: ShardIndex, info: RunInfo, split: str, *, data_dir: Path | None = None) -> np.ndarray:
-    """Indices of `split` (test|val) in the shard index, rebuilt exactly as training split the data."""
+    """Indices of `split` (test|val) in the shard index, rebuilt exactly as training split the data; an external
+    set (`external_source`) is all test."""
     if split not in SPLITS:
         raise BadInputError(f"unknown split {split!r}", f"choose one of {', '.join(SPLITS)}")
+    if (source := external_source(info, data_dir)) is not None:
+        if split != "test":
+            raise BadInputError(f"{data_dir} is an external {source} set: all of it is test data",
+                                "evaluate it with --split test (thresholds are cross-fitted by patient)")  # fmt: skip
+        return np.arange(len(index), dtype=np.int64)
     scheme = split_scheme_of(info, data_dir)
     idx = np.asarray(make_split(index.filenames, scheme, seed=_seed_of(info))[split], dtype=np.int64)
     if idx.size == 0:
@@ -86,6 +110,8 @@ def check_split(index: ShardIndex, info: RunInfo, split: str, *, data_dir: Path 
     idx = split_indices(index, info, split, data_dir=data_dir)
     names = [index.filenames[i] for i in idx]
     scored = fingerprint(names)
+    if (source := external_source(info, data_dir)) is not None:  # another data set: its patients are not NIH's
+        return {"name": f"external {source}", **scored, "matches_training": None}
     recorded = info.split_fingerprints
     scheme, seed = _training_split_of(info, split_scheme_of(info, data_dir), _seed_of(info))
     overlap = len(make_split(names, scheme, seed=seed)["train"])
