@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -144,3 +145,90 @@ def test_a_report_from_before_the_record_is_recognised(tmp_path: Path) -> None:
     assert runner.invoke(app, args).exit_code == 0
     (out / ".chexvision.json").unlink()
     assert runner.invoke(app, [*args, "--seed", "2"]).exit_code == 0
+
+
+@pytest.fixture(scope="module")
+def nih_stats(metadata: pd.DataFrame) -> dict[str, Any]:
+    from chexvision.data.eda import compute_stats
+
+    return compute_stats(metadata, "official")
+
+
+def test_label_frequency_is_on_a_log_axis_that_shows_hernia(nih_stats: dict[str, Any]) -> None:
+    from chexvision.data.eda import draw_figures
+
+    ax = draw_figures(nih_stats)["label_frequency.png"].axes[0]
+    assert ax.get_xscale() == "log"
+    hernia = min(100 * nih_stats["groups"][g]["label_frequency"]["Hernia"] for g in ("train", "val", "test"))
+    lo, hi = ax.get_xlim()
+    assert 0 < lo < hernia / 2 and hi >= 100  # the rarest bar spans at least a factor of two on screen
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert "Hernia (227)" in ticks
+
+
+def test_conditional_cooccurrence_rows_mean_other_labels_per_image() -> None:
+    from chexvision.data.eda import compute_stats, conditional_cooccurrence
+
+    labels = ["Mass|Nodule", "Mass", "Mass|Nodule|Effusion", "Nodule", "No Finding", "Effusion"]
+    df = pd.DataFrame({"filename": [f"{9000_0000 + i}_000.png" for i in range(len(labels))], "labels": labels})
+    co = compute_stats(df, "patient")["groups"]["all"]["cooccurrence"]
+    cond = conditional_cooccurrence(co)
+    mass, nodule, effusion = (LABELS.index(x) for x in ("Mass", "Nodule", "Effusion"))
+    assert cond[mass, nodule] == pytest.approx(2 / 3)  # 2 of the 3 Mass images also have a Nodule
+    assert cond[nodule, mass] == pytest.approx(2 / 3)
+    assert cond[effusion, mass] == pytest.approx(1 / 2)
+    assert np.isnan(cond[LABELS.index("Hernia")]).all()  # a label that never occurs has no row
+    assert np.allclose(np.diag(cond)[[mass, nodule, effusion]], 1.0)
+    off = np.nansum(cond, axis=1) - 1.0  # each row without its diagonal
+    per_image = [len(x.split("|")) for x in labels]
+    for k, name in ((mass, "Mass"), (nodule, "Nodule"), (effusion, "Effusion")):
+        others = [n - 1 for n, x in zip(per_image, labels, strict=True) if name in x.split("|")]
+        assert off[k] == pytest.approx(np.mean(others))
+
+
+def test_cooccurrence_plot_shows_cell_values_and_a_labelled_colour_bar(nih_stats: dict[str, Any]) -> None:
+    from chexvision.data.eda import conditional_cooccurrence, draw_figures
+
+    fig = draw_figures(nih_stats)["cooccurrence.png"]
+    heat, bar = fig.axes
+    assert "row label" in bar.get_ylabel()
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in heat.texts}
+    assert len(cells) == 14 * 13  # every off-diagonal cell carries its value
+    cond = 100 * conditional_cooccurrence(nih_stats["groups"]["all"]["cooccurrence"])
+    i, j = LABELS.index("Edema"), LABELS.index("Infiltration")
+    assert float(cells[(i, j)]) == pytest.approx(cond[i, j], abs=0.5)
+
+
+def _overlaps(a: Any, b: Any) -> bool:
+    return bool(a.x0 < b.x1 - 0.5 and b.x0 < a.x1 - 0.5 and a.y0 < b.y1 - 0.5 and b.y0 < a.y1 - 0.5)
+
+
+def test_every_split_panel_has_a_legend_that_covers_no_data(nih_stats: dict[str, Any], tmp_path: Path) -> None:
+    import warnings
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.lines import Line2D
+
+    from chexvision.data.eda import draw_figures
+
+    for name, fig in draw_figures(nih_stats).items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. a layout that could not be applied
+            fig.savefig(tmp_path / name, dpi=60)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()  # extents below are those of the laid-out figure
+        renderer = canvas.get_renderer()
+        for ax in fig.axes:
+            if not ax.patches and not ax.lines:
+                continue  # the colour bar
+            if name == "cooccurrence.png":
+                continue
+            legend = ax.get_legend()
+            assert legend is not None, f"{name}: panel {ax.get_title()!r} has no legend"
+            box = legend.get_window_extent(renderer)
+            for patch in ax.patches:
+                assert not _overlaps(box, patch.get_window_extent(renderer)), f"{name}: {ax.get_title()!r}"
+            for line in ax.lines:
+                assert isinstance(line, Line2D)
+                for x, y in ax.transData.transform(line.get_xydata()):
+                    assert not box.contains(x, y), f"{name}: {ax.get_title()!r}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,97 @@ def test_read_bbox_csv_nih_format(tmp_path: Path) -> None:
     boxes = read_bbox_csv(path)
     assert [b.label for b in boxes["00000001_000.png"]] == ["Infiltration", "Pleural_Thickening"]
     assert boxes["00000002_000.png"][0] == Box("Mass", 10, 20, 30, 40)
+
+
+def test_uniform_maps_are_flat_ones_whatever_their_scale() -> None:
+    from chexvision.evaluate.gradcam import is_uniform
+
+    assert is_uniform(np.zeros((7, 7)))  # what the ReLU leaves when nothing raises the class score
+    assert is_uniform(np.full((7, 7), 3.2))
+    near = np.full((7, 7), 1.0)
+    near[3, 3] = 1.005  # 0.5% of the peak: one colour on the overlay
+    assert is_uniform(near) and is_uniform(near * 1e-9) and is_uniform(near * 1e6)
+    peaked = np.zeros((7, 7))
+    peaked[3, 3] = 1e-9  # tiny values, but a real peak: normalisation makes it a full-range map
+    assert not is_uniform(peaked) and not is_uniform(near + peaked * 1e8)
+
+
+def _text_drawn(rgb: np.ndarray, plain: np.ndarray, rows: slice, cols: slice) -> float:
+    return float((rgb[rows, cols].astype(int) - plain[rows, cols].astype(int)).any(axis=-1).mean())
+
+
+def test_render_cam_keeps_the_image_size_and_writes_label_and_colour_bar() -> None:
+    from chexvision.evaluate.gradcam import render_cam
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, size=(288, 320), dtype=np.uint8)
+    cam = np.zeros((9, 10))
+    cam[6, 2] = 1.0
+    rgb = render_cam(image, cam, label="Effusion", probability=0.87, boxes=[Box("Effusion", 40, 180, 60, 50)])
+    assert rgb.shape == (288, 320, 3) and rgb.dtype == np.uint8
+    from chexvision.evaluate.gradcam import _resize
+
+    plain = overlay(image, np.clip(_resize(cam, (288, 320)), 0, 1))
+    assert _text_drawn(rgb, plain, slice(0, 30), slice(0, 120)) > 0.2  # the label in the top left
+    assert _text_drawn(rgb, plain, slice(30, 130), slice(306, 310)) > 0.9  # the colour bar on the right
+    assert (rgb[180, 40:100] != plain[180, 40:100]).any()  # the box's top edge
+    small = render_cam(image[:64, :64], cam, label="Effusion", probability=0.87)
+    assert small.shape == (256, 256, 3)  # enlarged by a whole factor: text on 64 px would not read
+
+
+def test_a_uniform_map_is_not_drawn_and_says_so() -> None:
+    from chexvision.evaluate.gradcam import render_cam
+
+    image = np.full((300, 300), 128, dtype=np.uint8)
+    rgb = render_cam(image, np.zeros((10, 10)), label="Hernia", probability=0.01)
+    gray = np.repeat(image[..., None], 3, axis=2)
+    assert (rgb[150:, :] == gray[150:, :]).all()  # no blue tint and no colour bar: the image as it is
+    assert (rgb[:20, :100] != gray[:20, :100]).any()  # but the label and the warning are written on it
+
+
+def _zero_class_run(make_run_dir: Callable[..., Path], path: Path, label: str) -> Path:
+    """A real run whose multi-label head ignores the features for `label` (weights 0, bias -6: p 0.0025), so its
+    Grad-CAM map is all zeros; re-committed through the run-directory writer, as training writes weights."""
+    from safetensors.torch import load_file
+
+    from chexvision.engine.checkpoint import safetensors_writer
+    from chexvision.labels import LABELS
+    from chexvision.rundir import WEIGHTS, RunDir
+
+    run = make_run_dir(path, run_id=path.name, model="seresnet", split_scheme="patient")
+    state = load_file(str(run / WEIGHTS))
+    k = LABELS.index(label)
+    state["head.multi.weight"][k] = 0.0
+    state["head.multi.bias"][k] = -6.0
+    RunDir(run).commit({WEIGHTS: safetensors_writer(state, metadata={"epoch": "3"})})
+    return run
+
+
+def test_cam_command_writes_input_resolution_and_warns_on_a_uniform_map(
+    make_run_dir: Callable[..., Path], tmp_path: Path
+) -> None:
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from chexvision.cli.main import app
+
+    run = _zero_class_run(make_run_dir, tmp_path / "run", "Hernia")
+    image = tmp_path / "x.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, size=(288, 320), dtype=np.uint8)).save(image)  # W 320, H 288
+    runner = CliRunner()
+    base = ["cam", str(run), str(image), "--out", str(tmp_path / "c"), "--device", "cpu"]
+    result = runner.invoke(app, [*base, "--label", "Hernia", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["uniform"] is True and "uniform" in row["warning"] and row["probability"] < 0.01
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "Hernia" in warnings[0] and str(image) in warnings[0]
+    assert Image.open(row["png"]).size == (320, 288)  # the input's resolution, not the model's 64 px
+    other = runner.invoke(app, [*base, "--label", "Effusion", "--json"])
+    assert other.exit_code == 0, other.output
+    assert json.loads(other.stdout)[0]["uniform"] is False and "warning:" not in other.stderr
+    plain = runner.invoke(app, [*base, "--label", "Hernia"])
+    assert plain.exit_code == 0 and plain.stderr.count("warning:") == 1 and "x_Hernia.png" in plain.stdout

@@ -8,11 +8,15 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from chexvision.errors import BadInputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print plain JSON to stdout.")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu | cuda | auto (cuda when available).")]
@@ -267,8 +271,9 @@ def _warn_splits(entries: Any) -> None:
                 typer.echo(f"warning: {line}", err=True)
 
 
-def _print_summary(result: dict[str, Any]) -> None:
-    from rich.console import Console
+def summary_tables(result: dict[str, Any], width: int) -> list[Table]:
+    """The terminal summary: one row per metric, one column per model, as many models side by side as fit
+    `width` columns (the rest in further tables), so no model name or number is ever folded or cut."""
     from rich.table import Table
 
     from chexvision.evaluate.metrics import METRICS
@@ -278,14 +283,46 @@ def _print_summary(result: dict[str, Any]) -> None:
     if "ensemble" in result:
         models = {**models, "ensemble": result["ensemble"]}
     shown = [m for m in METRICS if m.summary]  # the metrics table's summary columns
-    table = Table("model", *(m.column + (" [95% CI]" if m.ci else "") for m in shown), "TTA macro AUROC")
-    for name, doc in models.items():
-        cells = [fmt(doc.get(m.key), doc.get(f"{m.key}_ci") if m.ci else None) for m in shown]
-        table.add_row(name, *cells, fmt((doc.get("tta") or {}).get("macro_auc")))
-    console = Console()
-    console.print(table)
-    if "out" in result:
-        console.print(f"results in {result['out']}" + (f"; report {result['report']}" if "report" in result else ""))
+    rows = [
+        (m.column + (" [95% CI]" if m.ci else ""), [fmt(d.get(m.key), d.get(f"{m.key}_ci") if m.ci else None)
+                                                    for d in models.values()])
+        for m in shown
+    ]  # fmt: skip
+    if any("tta" in d for d in models.values()):
+        rows.append(("TTA macro AUROC", [fmt((d.get("tta") or {}).get("macro_auc")) for d in models.values()]))
+    names = list(models)
+    label_width = max(len(label) for label, _ in rows)
+    widths = [max(len(name), *(len(cells[i]) for _, cells in rows)) for i, name in enumerate(names)]
+    groups: list[list[int]] = [[]]
+    used = 1 + label_width + 3  # rich's box: a border and one space of padding on each side of every column
+    for i, w in enumerate(widths):
+        if groups[-1] and used + w + 3 > width:
+            groups.append([])
+            used = 1 + label_width + 3
+        groups[-1].append(i)
+        used += w + 3
+    tables = []
+    for group in groups:
+        table = Table()
+        table.add_column("metric", no_wrap=True)
+        for i in group:
+            table.add_column(names[i], no_wrap=True, justify="right")
+        for label, cells in rows:
+            table.add_row(label, *(cells[i] for i in group))
+        tables.append(table)
+    return tables
+
+
+def _print_summary(result: dict[str, Any], console: Console | None = None) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    for table in summary_tables(result, console.width):
+        console.print(table)
+    if "out" in result:  # soft wrap: a long path is left to the terminal, never split by rich
+        console.print(f"results in {result['out']}", soft_wrap=True)
+        if "report" in result:
+            console.print(f"report {result['report']}", soft_wrap=True)
 
 
 def compare(
@@ -328,12 +365,16 @@ def cam(
     device: DeviceOpt = "auto",
     as_json: JsonFlag = False,
 ) -> None:
-    """Grad-CAM on the model's last convolutional map, overlaid on each image (PNG files)."""
+    """Grad-CAM on the model's last convolutional map, overlaid on each image (PNG files at the image's
+    resolution, with the label, its probability and a colour bar); a uniform map is a warning on stderr."""
     from chexvision.cli.hub import cam_model_dir
     from chexvision.evaluate.gradcam import cam_images
 
     model_dir, images = cam_model_dir(model, images)
     written = cam_images(model_dir, images, out, label=label, top=top, device=_device(device))
+    for row in written:
+        if row.get("warning"):
+            typer.echo(f"warning: {row['warning']}", err=True)  # one line per uniform map, --json or not
     if as_json:
         _print_json(written)
         return

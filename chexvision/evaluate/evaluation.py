@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chexvision.data.bbox import Box, read_bbox_csv
-from chexvision.data.classes import classes_mask, dataset_classes
+from chexvision.data.classes import classes_mask, dataset_classes, image_classes_mask
 from chexvision.data.shards import ShardIndex, read_dataset_meta
 from chexvision.errors import BadInputError
 from chexvision.evaluate.gradcam import (
     grad_cam,
     grad_cam_native,
-    overlay,
     peak_location,
+    render_cam,
     save_png,
     top_classes,
     upsample_cam,
@@ -35,7 +35,7 @@ from chexvision.evaluate.gradcam import (
 from chexvision.evaluate.localization import CamRecord, score_localization
 from chexvision.evaluate.metrics import flat_metrics
 from chexvision.evaluate.predictions import Predictions, StartStep, ensemble, score_predictions
-from chexvision.evaluate.split_predict import check_split, predict_split, split_indices
+from chexvision.evaluate.split_predict import check_split, external_source, predict_split, split_indices
 from chexvision.evaluate.subgroups import add_subgroups, parse_subgroups, table_from_index
 from chexvision.files import atomic_write_text
 from chexvision.inference.load import LoadedModel, load_model_dir
@@ -130,10 +130,24 @@ def reference_score(
     return score_reference(preds, name, sets=sets, bootstrap=bootstrap, seed=seed, advance=advance)
 
 
-def _with_dataset_classes(preds: dict[str, Predictions], data_dir: Path) -> dict[str, Predictions]:
-    """Issue 11 item 10: the classes dataset.json defines (`"classes"`) as each prediction's `defined` mask."""
-    classes = dataset_classes(read_dataset_meta(Path(data_dir)), f"{Path(data_dir) / 'dataset.json'}")
-    return {key: replace(p, defined=classes_mask(classes, len(p))) for key, p in preds.items()}
+def _with_dataset_classes(
+    preds: dict[str, Predictions], data_dir: Path, index: ShardIndex | None = None
+) -> dict[str, Predictions]:
+    """Issue 11 item 10: the classes dataset.json defines (`"classes"`) as each prediction's `defined` mask; where
+    the shards carry a per-image `classes` column (external sets with blank or uncertain labels), that column."""
+    meta = read_dataset_meta(Path(data_dir))
+    per_image = index is not None and "classes" in index.extra
+    classes = (
+        dataset_classes(meta, f"{Path(data_dir) / 'dataset.json'}") if not per_image or meta.get("classes") else ()
+    )
+    if index is None or not per_image:
+        return {key: replace(p, defined=classes_mask(classes, len(p))) for key, p in preds.items()}
+    row = {name: i for i, name in enumerate(index.filenames)}
+    out = {}
+    for key, p in preds.items():
+        texts = [index.extra["classes"][row[name]] for name in p.filenames]
+        out[key] = replace(p, defined=image_classes_mask(texts, classes))
+    return out
 
 
 def _box_frame(boxes: dict[str, list[Box]], index: ShardIndex, rows: np.ndarray, explicit: int | None) -> int | None:
@@ -204,12 +218,17 @@ def _cam_samples(
     images = [index.read_image(int(rows[j])) for j in picks]
     x = torch.from_numpy(np.stack([transform(img) for img in images])).to(device)
     cams = grad_cam(run.model, x, [int(top[j]) for j in picks])
+    boxes = read_bbox_csv(opts.bbox_csv) if opts.bbox_csv is not None else {}  # drawn on the tiles that have one
+    scale = transform.size / float(_box_frame(boxes, index, rows, opts.bbox_frame) or transform.size) if boxes else 1.0
     samples = []
     for j, img, cam in zip(picks, images, cams, strict=True):
         label = LABELS[int(top[j])]
-        name = preds.filenames[j].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        base = preds.filenames[j].rsplit("/", 1)[-1]
+        name = base.rsplit(".", 1)[0]
         path = out / "cam" / f"{_safe(run.name)}_{name}_{label}.png"
-        save_png(path, overlay(transform.resized(img), cam), scale=max(1, 256 // transform.size))
+        own = [b.scaled(scale, scale) for b in boxes.get(base, []) if b.label == label]
+        p = float(preds.p14[j, int(top[j])])
+        save_png(path, render_cam(transform.resized(img), cam, label=label, probability=p, boxes=own))
         samples.append(
             {
                 "run": run.name,
@@ -229,11 +248,11 @@ def _evaluate_run(
     kw: dict[str, Any] = {
         "tta": opts.tta, "batch_size": opts.batch_size, "device": opts.device, "index": index, "progress": progress,
     }  # fmt: skip
-    preds = _with_dataset_classes(predict_split(run, opts.data_dir, opts.split, **kw), opts.data_dir)
+    preds = _with_dataset_classes(predict_split(run, opts.data_dir, opts.split, **kw), opts.data_dir, index)
     val = (
-        preds
-        if opts.split == "val"
-        else _with_dataset_classes(predict_split(run, opts.data_dir, "val", **kw), opts.data_dir)
+        preds  # --split val, or an external set (no validation images): thresholds cross-fitted on these
+        if opts.split == "val" or external_source(run.info, opts.data_dir)
+        else _with_dataset_classes(predict_split(run, opts.data_dir, "val", **kw), opts.data_dir, index)
     )
     entry: dict[str, Any] = {
         "run_dir": str(run.run_dir),
@@ -298,7 +317,7 @@ def _checked_splits(run: LoadedModel, index: ShardIndex, opts: EvalOptions) -> d
     """Split hook: `{"split": check_split(...)}` for the scored split, plus `"val_split"` for the validation split
     that thresholds and temperature are fitted on; either is refused when it holds training images."""
     doc = {"split": check_split(index, run.info, opts.split, data_dir=opts.data_dir)}
-    if opts.split != "val":
+    if opts.split != "val" and not external_source(run.info, opts.data_dir):
         doc["val_split"] = check_split(index, run.info, "val", data_dir=opts.data_dir)
     return doc
 
@@ -316,8 +335,9 @@ def write_outputs(
             p.write_csv(out / "predictions" / f"{_safe(name)}_{split}{suffix}.csv")
     _write_json(out / METRICS_JSON, results)
     results["report"] = {k: str(v) for k, v in write_report(results, preds, out).items()}
-    section = metrics_section_name(split)
     for run in runs:
+        source = external_source(run.info, Path(results["data"]))
+        section = f"external_{source}" if source else metrics_section_name(split)  # the NIH `test` stays
         entry = results["runs"][run.name]
         values = {
             **entry["plain"],

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from chexvision.evaluate import figures
-from chexvision.evaluate.calibration import MIN_BIN_COUNT, MIN_PLATT_CLASS
+from chexvision.evaluate.calibration import MIN_PLATT_CLASS
 from chexvision.evaluate.metrics import TEST, Metric, Threshold, metrics_for
 from chexvision.evaluate.predictions import Predictions
 from chexvision.evaluate.references import reference_sections
@@ -164,8 +164,7 @@ def _figures(results: dict[str, Any], preds: dict[str, dict[str, Predictions]]) 
         ("pr", "Precision-recall curves", figures.curve_figure(plain, "pr")),
         (
             "reliability",
-            f"Reliability diagrams (temperature fitted on {where}; hollow markers: bins of fewer than "
-            f"{MIN_BIN_COUNT} images, left off the line)",
+            f"Reliability diagrams (temperature fitted on {where})",  # the figure's key says what is hollow
             figures.reliability_figure(scores, n_bins),
         ),
     ]
@@ -314,6 +313,7 @@ def render_report(
         "summary": summary_rows(results),
         "columns": columns,
         "per_class": per_class,
+        "any_na": any(cell == "n/a" for row in per_class for cell in row["cells"]),  # else no n/a footnote
         "figures": figures,
         "cams": cams,
         "localization": _localization_rows(results),
