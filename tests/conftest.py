@@ -27,6 +27,10 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih"
 pytest_plugins = ["fakes.kaggle"]  # the fake Kaggle client's fixtures (fake_kaggle, kaggle_dispatch)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives headless Chromium (skipped without it outside CI)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     try:
         import torch

@@ -14,7 +14,7 @@ import typer
 if TYPE_CHECKING:
     from chexvision.hub.publish import PublishResult
     from chexvision.inference.predict import Prediction
-    from chexvision.inference.predictor import Predictor
+    from chexvision.inference.predictor import EnsemblePrediction, Predictor
 
 
 def register(app: typer.Typer) -> None:
@@ -65,13 +65,14 @@ def _print_publish(result: PublishResult) -> None:
 
 
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="PNG or JPEG chest X-rays (gray/RGB/RGBA, 8/16 bit).")],
-    model: Annotated[
-        str,
+    images: Annotated[list[Path], typer.Argument(help="Chest X-rays: PNG or JPEG (gray/RGB/RGBA, 8/16 bit) or DICOM.")],
+    models: Annotated[
+        list[str],
         typer.Option(
             "--model",
             help="Hub repo owner/name (optionally @REVISION), a run or --hub-dir folder, or FOLDER@TAG; a bare "
-            "NAME[@TAG] is also looked up in $CHEXVISION_HOME/hub (where `fetch` publishes without a token).",
+            "NAME[@TAG] is also looked up in $CHEXVISION_HOME/hub (where `fetch` publishes without a token). "
+            "Repeat it for an ensemble (the mean probability, beside each model's).",
         ),
     ],
     tta: Annotated[bool, typer.Option("--tta", help="Average over identity, h-flip and +-7 degree rotations.")] = False,
@@ -81,30 +82,73 @@ def predict(
         typer.Option(
             "--json",
             help='Print JSON: [{"image", "probabilities": {label: p}, "abnormal": p, '
-            '"decisions": {rule: {threshold, abnormal}}, "model": {spec, revision, commit, run_id, ...}}].',
+            '"decisions": {rule: {threshold, abnormal}}, "model": {spec, revision, commit, run_id, ...}}]; with '
+            'several models the mean, "ensemble": {rule, members} and "models": [{name, probabilities, abnormal, '
+            "decisions, model}].",
         ),
     ] = False,
 ) -> None:
     """Predict the 14 finding probabilities, the abnormal probability and the abnormal call at the model's
-    operating points (when evaluation recorded them) for each image."""
+    operating points (when evaluation recorded them) for each image; several models give their ensemble too."""
     from chexvision.device import resolve_device
     from chexvision.hub.resolve import load_predictor
     from chexvision.inference.images import read_image
+    from chexvision.inference.predictor import predict_ensemble
 
     dev = resolve_device(device)  # an unknown or absent device: one line, before any image is read
     decoded = [read_image(p) for p in images]  # a bad image fails before any download
-    predictor = load_predictor(model, device=dev)
+    predictors = [load_predictor(spec, device=dev) for spec in models]
+    for predictor in predictors:
+        if predictor.synthetic:
+            typer.echo(
+                f"warning: {predictor.name} was trained on synthetic images: its numbers say nothing about real X-rays",
+                err=True,
+            )
+    if len(predictors) > 1:
+        rows = predict_ensemble(predictors, images, decoded, tta=tta)
+        if as_json:
+            members = [p.describe() for p in predictors]
+            typer.echo(json.dumps([r.to_dict(members) for r in rows]))
+            return
+        _print_ensemble(rows, predictors)
+        return
+    predictor = predictors[0]
     results = predictor.predict_decoded(images, decoded, tta=tta)
-    if predictor.synthetic:
-        typer.echo(
-            f"warning: {predictor.name} was trained on synthetic images: its numbers say nothing about real X-rays",
-            err=True,
-        )
     if as_json:
         about = predictor.describe()
         typer.echo(json.dumps([{**r.to_dict(), "model": about} for r in results]))
         return
     _print_predictions(results, predictor)
+
+
+def _print_ensemble(rows: list[EnsemblePrediction], predictors: list[Predictor]) -> None:
+    """One table per image: a column per model and the ensemble (mean); each model's operating-point calls."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for name, predictor in zip(rows[0].members, predictors, strict=True):
+        console.print(f"model [bold]{name}[/] ({predictor.architecture}) from {predictor.source.describe()}",
+                      soft_wrap=True, highlight=False)  # fmt: skip
+
+    def cell(p: float) -> str:
+        return f"[bold]{p:.3f}[/]" if p >= 0.5 else f"{p:.3f}"
+
+    titles = {rule: op.title for p in predictors for rule, op in p.operating_points.items()}
+    for row in rows:
+        table = Table(Path(row.image).name, *row.members, "ensemble (mean)")
+        for label in predictors[0].labels:
+            table.add_row(label, *(cell(p.probabilities[label]) for p in (*row.predictions, row.mean)))
+        table.add_section()
+        table.add_row("[bold]abnormal (any finding)[/]", *(cell(p.abnormal) for p in (*row.predictions, row.mean)))
+        for rule, title in titles.items():
+            calls = [
+                ("[bold]abnormal[/]" if p.decisions[rule]["abnormal"] else "normal") if rule in p.decisions else "-"
+                for p in row.predictions
+            ]
+            table.add_row(f"at {title}", *calls, "-")
+        console.print(table)
+    console.print("the ensemble is the mean probability; operating points are each model's own", highlight=False)
 
 
 def _print_predictions(results: list[Prediction], predictor: Predictor) -> None:

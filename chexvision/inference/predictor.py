@@ -28,7 +28,17 @@ if TYPE_CHECKING:
 
     from chexvision.inference.load import LoadedModel
 
-__all__ = ["EVALUATED_SECTIONS", "ImageInput", "ModelSource", "OperatingPoint", "Predictor", "operating_points"]
+__all__ = [
+    "EVALUATED_SECTIONS",
+    "EnsemblePrediction",
+    "ImageInput",
+    "ModelSource",
+    "OperatingPoint",
+    "Predictor",
+    "member_names",
+    "operating_points",
+    "predict_ensemble",
+]
 
 EVALUATED_SECTIONS = ("test", "val_eval")  # metrics.json sections `chexvision evaluate` writes, preferred first
 ImageInput = str | Path | np.ndarray | Any  # a file path, a gray/RGB(A) uint8 or uint16 array, or a PIL image
@@ -210,3 +220,58 @@ class Predictor:
 
     def __repr__(self) -> str:
         return f"Predictor({self.name!r}, {self.architecture}, from {self.source.describe()})"
+
+
+@dataclass(frozen=True)
+class EnsemblePrediction:
+    """One image under several models: each model's `Prediction` (with its own operating-point decisions) and
+    their mean probabilities, the ensemble (no operating point of its own: none was chosen for the mean)."""
+
+    image: str
+    members: tuple[str, ...]  # one column name per model (`member_names`)
+    predictions: tuple[Prediction, ...]
+    mean: Prediction
+
+    def to_dict(self, about: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The ensemble's row: its mean at the top (`probabilities`, `abnormal`, `decisions` {}), then `models`:
+        one {name, probabilities, abnormal, decisions, model} per member (`about`: each `Predictor.describe()`)."""
+        return {
+            **self.mean.to_dict(),
+            "ensemble": {"rule": "mean probability", "members": list(self.members)},
+            "models": [
+                {"name": name, **{k: v for k, v in p.to_dict().items() if k != "image"}, "model": dict(info)}
+                for name, p, info in zip(self.members, self.predictions, about, strict=True)
+            ],
+        }
+
+
+def member_names(predictors: Sequence[Predictor]) -> tuple[str, ...]:
+    """A column name per model: its run id, numbered when two models share one (the same run named twice)."""
+    names: list[str] = []
+    for p in predictors:
+        name, n = p.name, 2
+        while name in names:
+            name, n = f"{p.name} #{n}", n + 1
+        names.append(name)
+    return tuple(names)
+
+
+def predict_ensemble(
+    predictors: Sequence[Predictor], names: Sequence[str | Path], decoded: Sequence[np.ndarray], *, tta: bool = False
+) -> list[EnsemblePrediction]:
+    """Each model on the same decoded images (each with its own preprocessing), and the mean of their
+    probabilities (14 findings and abnormal) per image."""
+    if not predictors:
+        raise BadInputError("an ensemble needs at least one model", "pass --model SPEC (repeat it for more)")
+    per_model = [p.predict_decoded(names, decoded, tta=tta) for p in predictors]
+    members = member_names(predictors)
+    rows = []
+    for i, name in enumerate(names):
+        preds = tuple(m[i] for m in per_model)
+        mean = Prediction(
+            image=str(name),
+            probabilities={k: float(np.mean([p.probabilities[k] for p in preds])) for k in preds[0].probabilities},
+            abnormal=float(np.mean([p.abnormal for p in preds])),
+        )
+        rows.append(EnsemblePrediction(str(name), members, preds, mean))
+    return rows
