@@ -64,6 +64,18 @@ class Harness:
             self.fake.pages = [["run.json"], ["model.safetensors"]]
 
 
+@dataclass
+class SkyPilotHarness(Harness):
+    """The fake SkyPilot API server (tests/fakes/skypilot.py) plays the managed job and its bucket."""
+
+    def hold(self) -> tuple[str, ...]:
+        self.fake.status = "RUNNING"
+        return ("sleep",)
+
+    def finish(self) -> None:
+        self.fake.finish({"run.json": b'{"status": "complete"}', "model.safetensors": b"weights"})
+
+
 @pytest.fixture(params=backend_names())
 def harness(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     monkeypatch.setenv("DISPATCH_KERNEL_SKIP_PROBES", "1")
@@ -73,6 +85,12 @@ def harness(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         yield Harness(name, fake)
     elif name == "local":
         yield Harness(name)
+    elif name == "skypilot":
+        from fakes.skypilot import FakeSky
+
+        monkeypatch.setenv("DISPATCH_SKYPILOT_OUTPUT", "s3://contract-bucket/runs")
+        tmp = request.getfixturevalue("tmp_path")
+        yield SkyPilotHarness(name, FakeSky(tmp / "bucket").install(monkeypatch))
     else:
         pytest.fail(f"backend {name!r} has no contract harness: add one to tests/test_backend_contract.py")
 
@@ -164,7 +182,7 @@ def test_registry_of_backends(home: Path) -> None:
         register_backend("local", "dispatch.backends.local:LocalBackend")
     with pytest.raises(UnknownBackendError) as info:
         get_backend("moon", home)
-    assert info.value.exit_code == 2 and "kaggle, local" in info.value.one_line()
+    assert info.value.exit_code == 2 and "kaggle, local, skypilot" in info.value.one_line()
 
 
 def test_default_backend_is_chosen_by_priority(monkeypatch: pytest.MonkeyPatch, fake_kaggle: FakeKaggle) -> None:

@@ -44,7 +44,8 @@ def _status_exit(r: RunRecord) -> int:
 def dispatch_train(
     model: Annotated[str, typer.Option("--model", help="densenet or seresnet.")],
     backend: Annotated[
-        str | None, typer.Option("--backend", help="kaggle or local (default: kaggle when credentials exist).")
+        str | None,
+        typer.Option("--backend", help="kaggle, local or skypilot (default: kaggle when credentials exist)."),
     ] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="Preset name, e.g. smoke, kaggle-t4, full.")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Config override key=value (repeat).")] = None,
@@ -54,7 +55,21 @@ def dispatch_train(
             "--data", help="hf[:REPO@REV] | synthetic[:N[:SIZE]] | kaggle:OWNER/SLUG | a folder (local backend)."
         ),
     ] = None,
-    gpu: Annotated[str | None, typer.Option("--gpu", help="Accelerator: t4x2 (Kaggle's 2x T4, its default).")] = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option("--gpu", help="Accelerator: Kaggle t4x2 (default) or l4; SkyPilot NAME:COUNT, e.g. H100:8."),
+    ] = None,
+    nodes: Annotated[int, typer.Option("--nodes", help="Machines for multi-node DDP (SkyPilot).")] = 1,
+    infra: Annotated[
+        str | None, typer.Option("--infra", help="SkyPilot: aws | gcp | k8s | slurm/NAME | aws/REGION (default any).")
+    ] = None,
+    spot: Annotated[
+        bool, typer.Option("--spot", help="SkyPilot: spot machines; a preempted run resumes by itself.")
+    ] = False,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", help="SkyPilot: storage for run directories, e.g. s3://BUCKET/chexvision."),
+    ] = None,
     time_budget: Annotated[float | None, typer.Option("--time-budget", help="Stop training after H hours.")] = None,
     resume_from: Annotated[str | None, typer.Option("--resume-from", help="Continue this run's checkpoint.")] = None,
     split_scheme: Annotated[
@@ -81,6 +96,10 @@ def dispatch_train(
         time_budget=time_budget,
         resume_from=resume_from,
         split_scheme=split_scheme,
+        nodes=nodes,
+        infra=infra,
+        spot=spot,
+        output=output,
     )
     result = remote.dispatch_train(request, dry_run_out=out if dry_run else None)
     err = view.stderr()

@@ -3,7 +3,7 @@
 A duplicate name raises; an unknown name raises `UnknownBackendError` listing the valid ones. The default backend
 is the configured one with the highest `Capabilities.auto_priority` (Kaggle when its credentials exist, else local).
 
-Adding a backend (e.g. `skypilot`) is one module plus its tests:
+Adding a backend is one module (or package, like `kaggle/` and `skypilot/`) plus its tests:
 
 1. `dispatch/backends/<name>.py` (or a package): a `Backend` subclass with
    - `name`, `title` and a frozen `capabilities = Capabilities(...)`: the data-source kinds and GPUs it accepts,
@@ -50,6 +50,7 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "kaggle": "dispatch.backends.kaggle:KaggleBackend",
     "local": "dispatch.backends.local:LocalBackend",
+    "skypilot": "dispatch.backends.skypilot:SkyPilotBackend",
 }
 
 

@@ -29,6 +29,7 @@ from dispatch.backends.kaggle.client import (
 from dispatch.backends.kaggle.metadata import (
     GPU_SHAPES,
     METADATA_NAME,
+    REFUSED_SHAPES,
     SOURCE_LIMIT,
     MetadataSpec,
     kernel_slug,
@@ -36,7 +37,14 @@ from dispatch.backends.kaggle.metadata import (
     render_metadata,
     validate_metadata,
 )
-from dispatch.errors import BackendUnavailableError, DispatchError, InvalidJobError, NotFoundError, PushRejectedError
+from dispatch.errors import (
+    BackendUnavailableError,
+    CapabilityError,
+    DispatchError,
+    InvalidJobError,
+    NotFoundError,
+    PushRejectedError,
+)
 from dispatch.job import JobSpec
 from dispatch.registry import RunRecord
 from dispatch.status import RunStatus, from_kaggle
@@ -88,7 +96,7 @@ class KaggleBackend(Backend):
     title = "Kaggle"
     capabilities = Capabilities(
         data_kinds=frozenset({"prepared", "kaggle-dataset"}),
-        gpus=tuple(GPU_SHAPES),
+        gpus=(*GPU_SHAPES, *REFUSED_SHAPES),  # the refused ones are refused by `check`, with the reason
         default_gpu="t4x2",
         max_active_runs=2,  # Kaggle runs at most two GPU sessions per account at once
         source_limit=SOURCE_LIMIT,
@@ -109,8 +117,23 @@ class KaggleBackend(Backend):
         return None if credentials_configured() else "no Kaggle credentials configured"
 
     def check(self, job: JobSpec) -> None:
-        """The shared checks, then a kaggle.json that cannot work is refused before anything is built."""
+        """The shared checks, an accelerator or a shape Kaggle cannot give, then a kaggle.json that cannot work are
+        refused before anything is built."""
         super().check(job)
+        gpu = job.resources.gpu
+        if gpu in REFUSED_SHAPES:
+            raise CapabilityError(
+                self.name, f"--gpu {gpu}: {REFUSED_SHAPES[gpu]}", f"use --gpu {' or '.join(GPU_SHAPES)}"
+            )
+        res = job.resources
+        cloud = [f"--{k}" for k, v in (("nodes", res.nodes > 1), ("infra", res.infra), ("spot", res.spot)) if v]
+        if cloud or res.output:
+            cloud += ["--output"] if res.output else []
+            raise CapabilityError(
+                self.name,
+                f"{', '.join(cloud)}: a Kaggle kernel is one machine, and its outputs stay on Kaggle",
+                "drop them, or use --backend skypilot",
+            )
         check_credentials_file()
 
     @property

@@ -12,6 +12,7 @@ from dispatch.render import SCRIPT_NAME, render_template
 __all__ = [
     "GPU_SHAPES",
     "METADATA_NAME",
+    "REFUSED_SHAPES",
     "SOURCE_LIMIT",
     "MetadataSpec",
     "kernel_slug",
@@ -22,8 +23,16 @@ __all__ = [
 
 SOURCE_LIMIT = 1_000_000  # bytes; Kaggle refuses larger kernel sources
 METADATA_NAME = "kernel-metadata.json"
-# Resources.gpu name -> Kaggle machine_shape (NvidiaTeslaT4 is the 2xT4 machine).
-GPU_SHAPES = {"t4x2": "NvidiaTeslaT4"}
+# Resources.gpu name -> Kaggle machine_shape. kaggle 2.2.5 documents NvidiaTeslaT4 (the 2 x T4 machine, every
+# account's default), NvidiaTeslaP100 (retired: sessions land on T4 x2) and TpuV5E8; NvidiaL4 is the L4 machine
+# Kaggle offers accounts that have it (an account without it gets the push refused, and the error is surfaced).
+GPU_SHAPES = {"t4x2": "NvidiaTeslaT4", "l4": "NvidiaL4"}
+# Accelerators Kaggle offers that this kernel cannot use, and why (refused before anything is built).
+REFUSED_SHAPES = {
+    "p100": "Kaggle's P100 (sm_60) cannot run its image's PyTorch, whose CUDA kernels start at sm_70, so the first"
+    " CUDA call fails (and kaggle 2.2.5 marks NvidiaTeslaP100 retired: sessions run on T4 x2 instead)",
+    "tpu": "Kaggle's TPU v5e-8 (TpuV5E8) runs XLA, and training here is CUDA (or CPU) PyTorch",
+}
 
 
 def kernel_slug(run_id: str) -> str:
