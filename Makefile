@@ -21,7 +21,7 @@ $(BIN)/chexvision: pyproject.toml
 
 install: $(BIN)/chexvision
 
-# The embedded default: a local dispatch of the smoke preset on synthetic data, then status and fetch.
+# The embedded default: the smoke study (both models, local backend, synthetic data) -> report -> predict.
 demo: install
 	PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
 

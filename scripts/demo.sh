@@ -1,49 +1,24 @@
 #!/usr/bin/env bash
-# The quick start's main job on the embedded default (no account, no network): dispatch a smoke training run of
-# DenseNet to the local backend (synthetic data made inside the kernel), watch it, fetch it (publishing to the
-# folder that stands in for the Hub), score it on a fresh synthetic test set and predict one image with it.
+# The quick start's main job on the embedded default (no account, no network): the smoke study — SE-ResNet from
+# scratch vs DenseNet, one seed each, on synthetic X-rays, trained one after the other by the local backend (the
+# same kernel Kaggle runs), then fetched, evaluated on the test split, published to the folder that stands in for
+# the Hub with their test results in the model cards, and compared in the head-to-head report. Then the two
+# published models predict one real NIH X-ray as an ensemble (and warn that they were trained on synthetic data).
 # Run it through `make demo`, which installs everything first.
 set -euo pipefail
 
-MODEL=${MODEL:-densenet}
 HOME_DIR=${CHEXVISION_HOME:-$HOME/.chexvision}
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
-say chexvision dispatch train --model "$MODEL" --backend local --preset smoke
-RUN_ID=$(chexvision dispatch train --model "$MODEL" --backend local --preset smoke)
+say chexvision study run studies/smoke.toml --wait   # a line per run: epoch, loss, val AUC, ETA; then the report
+chexvision study run studies/smoke.toml --wait
 
-say chexvision status "$RUN_ID" --watch   # a line per epoch: loss, val AUC, ETA
-chexvision status "$RUN_ID" --watch || { chexvision logs "$RUN_ID" | tail -30; exit 1; }
+say chexvision study status smoke
+chexvision study status smoke
 
-say chexvision status
-chexvision status
+IMAGE=tests/fixtures/nih-sample/00000100_000.png   # a real NIH X-ray (tests/fixtures/nih-sample/README.md)
+say chexvision predict "$IMAGE" --model chexvision-smoke-seresnet --model chexvision-smoke-densenet
+chexvision predict "$IMAGE" --model chexvision-smoke-seresnet --model chexvision-smoke-densenet
 
-say chexvision fetch --run "$RUN_ID"
-RUN_DIR=$(chexvision fetch --run "$RUN_ID")
-
-TEST_DATA="$HOME_DIR/demo/synthetic-test"
-say chexvision data synth --out "$TEST_DATA" --images 600 --size 64 --seed 7
-chexvision data synth --out "$TEST_DATA" --images 600 --size 64 --seed 7 >/dev/null
-
-say chexvision evaluate "$RUN_DIR" --data "$TEST_DATA" --split test --bootstrap 200 --out "$RUN_DIR/eval"
-chexvision evaluate "$RUN_DIR" --data "$TEST_DATA" --split test --bootstrap 200 --out "$RUN_DIR/eval"
-
-# One test image as a plain PNG file, to predict on as a user would.
-python - "$TEST_DATA" "$RUN_DIR/eval/example.png" <<'PY'
-import sys
-from pathlib import Path
-
-import cv2
-
-from chexvision.data.shards import ShardIndex
-
-index = ShardIndex.open(Path(sys.argv[1]))
-cv2.imwrite(sys.argv[2], index.read_image(0))
-print(f"example image {index.filenames[0]}: {index.labels[0]}")
-PY
-
-say chexvision predict "$RUN_DIR/eval/example.png" --model "chexvision-$MODEL"   # found in $CHEXVISION_HOME/hub
-chexvision predict "$RUN_DIR/eval/example.png" --model "chexvision-$MODEL"
-
-printf '\nRun directory: %s\nEvaluation:    %s\nModel card:    %s\n' "$RUN_DIR" "$RUN_DIR/eval/report.html" \
-  "$HOME_DIR/hub/chexvision-$MODEL/README.md"
+printf '\nHead-to-head report: %s\nModel cards:         %s\n' "$HOME_DIR/studies/smoke/report/report.html" \
+  "$HOME_DIR/hub/chexvision-smoke-{seresnet,densenet}/README.md"

@@ -25,7 +25,7 @@ def test_every_preset_resolves_for_every_model(preset: str, model: str) -> None:
 def test_kaggle_t4_is_the_original_design() -> None:
     dn = load_config("kaggle-t4", None, ["model.name=densenet"])
     se = load_config("kaggle-t4", None, ["model.name=seresnet"])
-    assert (dn.data.size, dn.data.batch_size, dn.optim.accumulation, dn.optim.amp) == (320, 24, 4, "fp16")
+    assert (dn.data.size, dn.data.batch_size, dn.optim.accumulation, dn.optim.amp) == (320, 24, 2, "fp16")
     assert (dn.schedule.epochs, se.schedule.epochs, dn.schedule.patience) == (60, 100, 15)
     assert (dn.schedule.frozen_epochs, dn.schedule.frozen_lr, dn.optim.lr) == (5, 1e-3, 1e-4)
     assert dn.model.pretrained and not se.model.pretrained

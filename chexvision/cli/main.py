@@ -77,7 +77,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Data sets: splits, shards, synthetic data, download, EDA.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: input pipeline and training step throughput.", no_args_is_help=True)
-dispatch_app = typer.Typer(help="Dispatch a run to a backend (Kaggle or local).", no_args_is_help=True)
+dispatch_app = typer.Typer(help="Dispatch a run to a backend (local, Kaggle or SkyPilot).", no_args_is_help=True)
 
 
 def _print_version(value: bool) -> None:
@@ -109,6 +109,12 @@ def _wire() -> None:
     hub.register(app)
     export.register(app)  # chexvision export --model SPEC --format onnx|torchscript
     evaluate.register(app)
+    from chexvision.cli import demo
+
+    demo.register(app)  # chexvision demo --model SPEC | demo export
+    from chexvision.cli import study
+
+    study.register(app)  # chexvision study run|resume|status|cancel
     app.add_typer(data_app, name="data")
     app.add_typer(dispatch_app, name="dispatch")
     app.add_typer(bench_app, name="bench")

@@ -262,11 +262,12 @@ def _recipe_rows(config: Mapping[str, Any], prefix: str = "") -> list[tuple[str,
 def _metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per split in metrics.json: the card metrics' values in table order, then the epoch."""
     rows = []
+    best = (metrics.get(VAL) or {}).get("epoch", "n/a")  # evaluation scores the published (best-epoch) weights
     for key, split in _SPLITS:
         block = metrics.get(key)
         if isinstance(block, Mapping):
             cells = [_fmt(block.get(m.key)) for m in _card_metrics()]
-            rows.append({"split": split, "cells": cells, "epoch": str(block.get("epoch", "n/a"))})
+            rows.append({"split": split, "cells": cells, "epoch": str(block.get("epoch", best))})
     return rows
 
 
