@@ -228,6 +228,11 @@ def test_predict_with_two_models_gives_each_and_the_mean(
         assert p == pytest.approx((first["probabilities"][label] + second["probabilities"][label]) / 2)
     assert row["abnormal"] == pytest.approx((first["abnormal"] + second["abnormal"]) / 2)
     assert row["decisions"] == {}  # no operating point was chosen for the mean
-    table = _cli("predict", str(image), "--model", str(run_dir), "--model", str(run_dir), "--device", "cpu")
+    args = ["predict", str(image), "--model", str(run_dir), "--model", str(run_dir), "--device", "cpu"]
+    table = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
     assert table.exit_code == 0, table.output
-    assert "ensemble (mean)" in table.stdout and "densenet-20261126-0912-3fa1 #2" in table.stdout
+    assert "2 densenet: model densenet-20261126-0912-3fa1 #2 from" in table.stdout
+    rows = [line for line in table.stdout.splitlines() if line[:1] in "┃│┏┡├└"]
+    assert "1 densenet" in rows[1] and "ensemble" in rows[1]  # short column names: the table fits 80 columns
+    assert all(len(line) <= 80 for line in rows) and "…" not in table.stdout
+    assert any(line.startswith("│ Pleural_Thickening ") for line in rows)  # no word cut or wrapped

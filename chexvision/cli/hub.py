@@ -127,8 +127,9 @@ def _print_ensemble(rows: list[EnsemblePrediction], predictors: list[Predictor])
     from rich.table import Table
 
     console = Console()
-    for name, predictor in zip(rows[0].members, predictors, strict=True):
-        console.print(f"model [bold]{name}[/] ({predictor.architecture}) from {predictor.source.describe()}",
+    keys = [f"{i} {p.architecture}" for i, p in enumerate(predictors, 1)]  # short column names: 80 columns fit
+    for key, name, predictor in zip(keys, rows[0].members, predictors, strict=True):
+        console.print(f"[bold]{key}[/]: model {name} from {predictor.source.describe()}",
                       soft_wrap=True, highlight=False)  # fmt: skip
 
     def cell(p: float) -> str:
@@ -136,7 +137,9 @@ def _print_ensemble(rows: list[EnsemblePrediction], predictors: list[Predictor])
 
     titles = {rule: op.title for p in predictors for rule, op in p.operating_points.items()}
     for row in rows:
-        table = Table(Path(row.image).name, *row.members, "ensemble (mean)")
+        table = Table(Path(row.image).name, *keys, "ensemble")
+        for column in table.columns:
+            column.no_wrap = True
         for label in predictors[0].labels:
             table.add_row(label, *(cell(p.probabilities[label]) for p in (*row.predictions, row.mean)))
         table.add_section()
