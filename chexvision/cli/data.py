@@ -186,9 +186,13 @@ def build(
             f"[yellow]skipped {len(result.not_in_metadata)} images not in the metadata:[/] "
             f"{_listed(result.not_in_metadata)}"
         )
-    if result.corrupt:
-        _console.print(f"[yellow]skipped {len(result.corrupt)} corrupt images:[/]")
-        for file, reason in result.corrupt[:_MAX_LISTED]:
+    _print_corrupt(result.corrupt)
+
+
+def _print_corrupt(corrupt: list[tuple[str, str]]) -> None:
+    if corrupt:
+        _console.print(f"[yellow]skipped {len(corrupt)} corrupt images:[/]")
+        for file, reason in corrupt[:_MAX_LISTED]:
             _console.print(f"  {file}: {reason}", markup=False)
 
 
@@ -265,10 +269,7 @@ def _build_external(
     if result.missing_images:
         _console.print(f"[yellow]{len(result.missing_images)} images of the CSV are not under {images}:[/] "
                        f"{_listed(result.missing_images)}")  # fmt: skip
-    if result.corrupt:
-        _console.print(f"[yellow]skipped {len(result.corrupt)} corrupt images:[/]")
-        for file, reason in result.corrupt[:_MAX_LISTED]:
-            _console.print(f"  {file}: {reason}", markup=False)
+    _print_corrupt(result.corrupt)
 
 
 def _build_json_external(result: Any) -> dict[str, Any]:

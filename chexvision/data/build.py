@@ -58,6 +58,8 @@ __all__ = [
     "build_shards",
     "find_images",
     "read_labels_resource",
+    "read_manifest",
+    "shard_is_complete",
     "shipped_labels",
     "write_labels_resource",
 ]
@@ -210,7 +212,8 @@ def _plan(
     ]
 
 
-def _read_manifest(out_dir: Path) -> dict[str, Any]:
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    """The folder's resume record (`{"shards": {name: {digest, rows, ...}}, ...}`); an empty one when unreadable."""
     path = out_dir / MANIFEST_NAME
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -219,7 +222,8 @@ def _read_manifest(out_dir: Path) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("shards"), dict) else {"shards": {}}
 
 
-def _is_complete(task: _ShardTask, entry: dict[str, Any] | None) -> bool:
+def shard_is_complete(task: _ShardTask | Any, entry: dict[str, Any] | None) -> bool:
+    """Whether the manifest `entry` says `task` (anything with `.digest` and `.path`) was written as planned."""
     if not entry or entry.get("digest") != task.digest:
         return False
     return int(entry.get("rows", 0)) == 0 or task.path.is_file()
@@ -263,13 +267,13 @@ def build_shards(
     settings = {"size": size, "clahe": clahe, "shard_size": shard_size}
     prepare_out(out_dir, "build", {**settings, "images": str(Path(images_dir).resolve())}, overwrite=overwrite)
     tasks = _plan(known, meta, out_dir, size, clahe, strict, shard_size)
-    old = _read_manifest(out_dir)
+    old = read_manifest(out_dir)
     same_settings = all(old.get(k) == v for k, v in settings.items())
     _remove_stale(out_dir, old, tasks)
     manifest: dict[str, Any] = {**settings, "shards": {}}
     if same_settings:
         manifest["shards"] = {t.path.name: old["shards"][t.path.name] for t in tasks if t.path.name in old["shards"]}
-    todo = [t for t in tasks if not (same_settings and _is_complete(t, manifest["shards"].get(t.path.name)))]
+    todo = [t for t in tasks if not (same_settings and shard_is_complete(t, manifest["shards"].get(t.path.name)))]
     result = BuildResult(
         out_dir, [], 0, size, clahe, labels, resumed_shards=len(tasks) - len(todo), not_in_metadata=missing
     )

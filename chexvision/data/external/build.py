@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from chexvision.data.build import MANIFEST_NAME, read_manifest, shard_is_complete
 from chexvision.data.external.table import ExternalTable
 from chexvision.data.outdir import prepare_out
 from chexvision.data.shards import (
@@ -57,7 +58,6 @@ log = logging.getLogger(__name__)
 SOURCES = ("chexpert", "mimic-cxr-jpg", "padchest")
 VIEWS = ("frontal", "all")
 LABELS_CSV = "labels.csv"
-MANIFEST_NAME = "build_manifest.json"  # the name `chexvision.data.build` uses: one resume record per folder
 SHARD_SCHEMA = SCHEMA.append(pa.field("classes", pa.string()))  # per-row labelled findings (module docstring)
 ProgressFn = Callable[[int, int], None]
 
@@ -179,7 +179,7 @@ def build_external(
     inputs = {"labels": str(Path(labels_csv).resolve()), "images": str(Path(images_dir).resolve())}
     prepare_out(out_dir, "build", {**settings, **inputs}, overwrite=overwrite)
     tasks = _plan(rows, out_dir, size, clahe, strict, shard_size)
-    old = _read_manifest(out_dir)
+    old = read_manifest(out_dir)
     same = all(old.get(k) == v for k, v in settings.items())
     keep = {t.path.name for t in tasks}
     for name in old.get("shards", {}):
@@ -188,7 +188,7 @@ def build_external(
     manifest: dict[str, Any] = {**settings, "shards": {}}
     if same:
         manifest["shards"] = {n: e for n, e in old.get("shards", {}).items() if n in keep}
-    todo = [t for t in tasks if not (same and _is_complete(t, manifest["shards"].get(t.path.name)))]
+    todo = [t for t in tasks if not (same and shard_is_complete(t, manifest["shards"].get(t.path.name)))]
     if todo:
         (out_dir / "dataset.json").unlink(missing_ok=True)  # absent until the build is complete again
     done = len(rows) - sum(len(t.rows) for t in todo)
@@ -225,7 +225,7 @@ def _left_out(counts: dict[str, int]) -> str:
 def _refuse_other_data(out_dir: Path, source: str, overwrite: bool) -> None:
     """`prepare_out` compares only the parameters both builds recorded: an NIH build there records no source."""
     meta = read_dataset_meta(out_dir) if (out_dir / "dataset.json").is_file() else {}
-    manifest = _read_manifest(out_dir) if (out_dir / MANIFEST_NAME).is_file() else {}
+    manifest = read_manifest(out_dir) if (out_dir / MANIFEST_NAME).is_file() else {}
     was = meta.get("source") or manifest.get("source") or ("nih-build" if manifest.get("shards") else None)
     if was is not None and was != source and not overwrite:
         raise BadInputError(f"--out {out_dir} already holds a {was} data set",
@@ -278,20 +278,6 @@ def _plan(rows: list[_Row], out_dir: Path, size: int, clahe: bool, strict: bool,
         _ShardTask(out_dir / "data" / shard_name("data", i, len(chunks)), chunk, size, clahe, strict, _digest(chunk))
         for i, chunk in enumerate(chunks)
     ]
-
-
-def _read_manifest(out_dir: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((out_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"shards": {}}
-    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("shards"), dict) else {"shards": {}}
-
-
-def _is_complete(task: _ShardTask, entry: dict[str, Any] | None) -> bool:
-    if not entry or entry.get("digest") != task.digest:
-        return False
-    return int(entry.get("rows", 0)) == 0 or task.path.is_file()
 
 
 def _build_one(task: _ShardTask) -> tuple[str, int, list[tuple[str, str]]]:
