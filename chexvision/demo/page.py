@@ -36,9 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 NOTICE = (
-    "**Research demo — not for clinical use.** These models are trained on NIH ChestX-ray14, whose labels were "
-    "text-mined from radiology reports and are noisy; they are not a medical device and must not be used for "
-    "diagnosis, triage or any decision about a patient."
+    "**Research demo — not for clinical use.** CheXVision models learn from NIH ChestX-ray14 (or, for a smoke "
+    "test, synthetic images: see *Models that answered*), whose labels were text-mined from radiology reports and "
+    "are noisy; they are not a medical device and must not be used for diagnosis, triage or any decision about a "
+    "patient."
 )
 CAM_TOP = 3  # Grad-CAM overlays for this many of the most probable findings
 

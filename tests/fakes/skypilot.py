@@ -8,6 +8,8 @@ SkyPilot writes `~/.sky` when imported: `install` points HOME at a temporary fol
 
 from __future__ import annotations
 
+import importlib
+import os
 import shlex
 import shutil
 from dataclasses import dataclass, field
@@ -24,7 +26,13 @@ def import_sky(monkeypatch: pytest.MonkeyPatch, home: Path) -> Any:
     """`sky`, imported (or used) with HOME in a temporary folder: SkyPilot keeps its state under ~/.sky."""
     home.mkdir(parents=True, exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
-    return pytest.importorskip("sky", reason="the SkyPilot extra is not installed (pip install 'chexvision[skypilot]')")
+    reason = "the SkyPilot extra is not installed (pip install 'chexvision[skypilot]')"
+    if os.environ.get("CI") == "true":  # .ci/run installs it: there the SkyPilot tests must run, never skip
+        try:
+            return importlib.import_module("sky")
+        except ImportError:
+            pytest.fail(f"{reason}; .ci/run installs it with its click pin overridden")
+    return pytest.importorskip("sky", reason=reason)
 
 
 @dataclass
