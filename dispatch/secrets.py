@@ -42,6 +42,8 @@ _SECRET_NAMES = {
     ".netrc": "a netrc credentials file",
     ".git-credentials": "git credentials",
     ".pypirc": "package index credentials",
+    "credentials": "cloud credentials (~/.aws/credentials)",  # SkyPilot's clouds keep theirs in the user's home
+    "application_default_credentials.json": "Google Cloud credentials",
 }
 _SECRET_SUFFIXES = {".pem": "a private key", ".key": "a private key", ".p12": "a certificate bundle"}
 # Contents that are credentials (bytes patterns: binary files are scanned as they are). The Kaggle key is 32 hex
@@ -53,6 +55,9 @@ _SECRET_PATTERNS = [
     (re.compile(rb"-----BEGIN ([A-Z]+ )?" + b"PRIVATE KEY-----"), "a private key"),
     (re.compile(rb'"key"\s*:\s*"[0-9a-fA-F]{32}"'), "a Kaggle API key"),
     (re.compile(rb"(?i)kaggle[\w-]*['\"]?\s*[=:]\s*[bru]{0,2}['\"]?[0-9a-f]{32}\b"), "a Kaggle API key"),
+    (re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key id"),
+    (re.compile(rb"(?i)aws_secret_access_key['\"]?\s*[=:]\s*['\"]?[A-Za-z0-9/+]{40}"), "an AWS secret access key"),
+    (re.compile(rb'"type"\s*:\s*"service_account"'), "a Google Cloud service-account key"),
 ]
 _MAGIC: list[tuple[bytes, str]] = [
     (b"\x1f\x8b", "gzip"),

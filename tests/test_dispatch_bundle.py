@@ -80,6 +80,10 @@ def test_caches_and_binaries_excluded(tree: Path) -> None:
         ("settings.py", "TOKEN = 'hf_" + "a" * 34 + "'", "a Hugging Face token"),
         ("key.txt", "-----BEGIN RSA " + "PRIVATE KEY-----\nabc", "a private key"),
         ("conf.py", 'cfg = {"key": "' + "0123456789abcdef" * 2 + '"}', "a Kaggle API key"),
+        ("cloud.py", "ID = 'AKIA" + "ABCDEFGHIJKLMNOP" + "'", "an AWS access key id"),
+        ("aws.toml", "aws_secret_access_key = " + "a1B2/c3D4+" * 4, "an AWS secret access key"),
+        ("sa.txt", '{"type": "service_account", "project_id": "p"}', "a Google Cloud service-account key"),
+        ("credentials", "[default]", "cloud credentials (~/.aws/credentials)"),
     ],
 )
 def test_secret_refused_naming_the_file(tree: Path, name: str, content: str, what: str) -> None:
