@@ -23,11 +23,9 @@ import hashlib
 import json
 import logging
 import lzma
-import multiprocessing
 import os
 import time
-from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import pandas as pd
 
 from chexvision.data.metadata import METADATA_RESOURCE, load_metadata, resource_path
 from chexvision.data.outdir import prepare_out
+from chexvision.data.pool import run_tasks
 from chexvision.data.shards import (
     IMAGE_FORMAT,
     ImageDecodeError,
@@ -59,6 +58,7 @@ __all__ = [
     "find_images",
     "read_labels_resource",
     "read_manifest",
+    "remove_stale",
     "shard_is_complete",
     "shipped_labels",
     "write_labels_resource",
@@ -155,12 +155,6 @@ def _build_one(task: _ShardTask) -> _ShardOutcome:
     return _ShardOutcome(task.path.name, len(rows), tuple(corrupt))
 
 
-def _worker_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
-
-
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
@@ -212,9 +206,9 @@ def _plan(
     ]
 
 
-def read_manifest(out_dir: Path) -> dict[str, Any]:
-    """The folder's resume record (`{"shards": {name: {digest, rows, ...}}, ...}`); an empty one when unreadable."""
-    path = out_dir / MANIFEST_NAME
+def read_manifest(out_dir: Path, name: str = MANIFEST_NAME) -> dict[str, Any]:
+    """The folder's resume record (`{"shards": {name: {...}}, ...}`, file `name`); an empty one when unreadable."""
+    path = out_dir / name
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -229,7 +223,7 @@ def shard_is_complete(task: _ShardTask | Any, entry: dict[str, Any] | None) -> b
     return int(entry.get("rows", 0)) == 0 or task.path.is_file()
 
 
-def _remove_stale(out_dir: Path, old: dict[str, Any], tasks: list[_ShardTask]) -> None:
+def remove_stale(out_dir: Path, old: dict[str, Any], tasks: Sequence[_ShardTask | Any]) -> None:
     """Drop shards of an earlier plan (another image count renames every shard): no row is read twice."""
     keep = {t.path.name for t in tasks}
     for name in old.get("shards", {}):
@@ -269,7 +263,7 @@ def build_shards(
     tasks = _plan(known, meta, out_dir, size, clahe, strict, shard_size)
     old = read_manifest(out_dir)
     same_settings = all(old.get(k) == v for k, v in settings.items())
-    _remove_stale(out_dir, old, tasks)
+    remove_stale(out_dir, old, tasks)
     manifest: dict[str, Any] = {**settings, "shards": {}}
     if same_settings:
         manifest["shards"] = {t.path.name: old["shards"][t.path.name] for t in tasks if t.path.name in old["shards"]}
@@ -283,7 +277,7 @@ def build_shards(
     done = len(known) - sum(len(t.files) for t in todo)
     if progress:
         progress(done, len(known))
-    outcomes = _run(todo, workers)
+    outcomes = run_tasks(_build_one, todo, workers)
     try:
         for outcome in outcomes:
             _record_shard(outcome, by_name[outcome.name], manifest, out_dir, strict)
@@ -414,24 +408,3 @@ def _finish(result: BuildResult, manifest: dict[str, Any], tasks: list[_ShardTas
         "labels": result.labels,
     }
     write_json_atomic(result.out_dir / "dataset.json", info, sort_keys=True)
-
-
-def _run(tasks: list[_ShardTask], workers: int | None) -> Generator[_ShardOutcome, None, None]:
-    """Yield shard outcomes as they finish: inline for one worker, else a process pool, one shard a task."""
-    workers = max(1, min(workers or 1, len(tasks)))
-    if workers == 1:
-        for task in tasks:
-            yield _build_one(task)
-        return
-    # spawn, not fork: the parent may hold pyarrow/OpenCV thread pools, which fork does not copy safely.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        pending: set[Future[_ShardOutcome]] = {pool.submit(_build_one, t) for t in tasks}
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=lambda f: f.result().name):
-                    yield future.result()
-        finally:
-            for future in pending:
-                future.cancel()

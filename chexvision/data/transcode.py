@@ -14,18 +14,17 @@ One output shard per input shard, same name, one process-pool task each, written
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from chexvision.data.build import read_manifest
+from chexvision.data.pool import run_tasks
 from chexvision.data.shards import (
     IMAGE_FORMAT,
     ImageDecodeError,
@@ -89,20 +88,6 @@ def _transcode_one(task: _Task) -> tuple[str, int, int]:
     return Path(task.dst).name, len(rows), corrupt
 
 
-def _worker_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already
-
-
-def _read_manifest(out_dir: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((out_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("shards"), dict) else {}
-
-
 def _check_out(in_dir: Path, out_dir: Path, manifest: dict[str, Any]) -> None:
     """`out` must be new, empty, or an earlier transcode of the same input (nothing else is touched)."""
     if out_dir.resolve() == in_dir.resolve():
@@ -116,15 +101,6 @@ def _check_out(in_dir: Path, out_dir: Path, manifest: dict[str, Any]) -> None:
             f"--out {out_dir} holds something other than a transcode of {in_dir}",
             "choose an empty or new --out folder (nothing was changed)",
         )
-
-
-def _run(tasks: list[_Task], workers: int) -> Iterator[tuple[str, int, int]]:
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_transcode_one, tasks)
-        return
-    ctx = multiprocessing.get_context("spawn")  # the parent holds pyarrow/OpenCV thread pools: no fork
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_worker_init) as pool:
-        yield from pool.map(_transcode_one, tasks)
 
 
 def transcode_shards(
@@ -142,7 +118,7 @@ def transcode_shards(
         raise BadInputError(f"no Parquet shards in {in_dir}", "point --data at a folder holding data/*.parquet")
     meta = read_dataset_meta(in_dir)
     clahe = not bool(meta.get("clahe", False))  # never twice
-    old = _read_manifest(out_dir)
+    old = read_manifest(out_dir, MANIFEST_NAME)
     _check_out(in_dir, out_dir, old)
     counts = {p.name: pq.ParquetFile(p).metadata.num_rows for p in sources}
     total = sum(counts.values())
@@ -161,7 +137,7 @@ def transcode_shards(
     done = sum(counts[name] for name in done_before)
     if progress:
         progress(done, total)
-    for name, rows, corrupt in _run(tasks, workers or 1):
+    for name, rows, corrupt in run_tasks(_transcode_one, tasks, workers):
         manifest["shards"][name] = {**keys[name], "rows": rows, "corrupt": corrupt}
         write_json_atomic(out_dir / MANIFEST_NAME, manifest, sort_keys=True)
         result.transcoded_shards += 1

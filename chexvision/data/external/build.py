@@ -19,11 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import time
-from collections.abc import Callable, Generator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +31,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chexvision.data.build import MANIFEST_NAME, read_manifest, shard_is_complete
+from chexvision.data.build import MANIFEST_NAME, read_manifest, remove_stale, shard_is_complete
 from chexvision.data.external.table import ExternalTable
 from chexvision.data.outdir import prepare_out
+from chexvision.data.pool import run_tasks
 from chexvision.data.shards import (
     IMAGE_FORMAT,
     ROW_GROUP_SIZE,
@@ -181,10 +180,8 @@ def build_external(
     tasks = _plan(rows, out_dir, size, clahe, strict, shard_size)
     old = read_manifest(out_dir)
     same = all(old.get(k) == v for k, v in settings.items())
+    remove_stale(out_dir, old, tasks)
     keep = {t.path.name for t in tasks}
-    for name in old.get("shards", {}):
-        if name not in keep:
-            (out_dir / "data" / name).unlink(missing_ok=True)
     manifest: dict[str, Any] = {**settings, "shards": {}}
     if same:
         manifest["shards"] = {n: e for n, e in old.get("shards", {}).items() if n in keep}
@@ -196,7 +193,7 @@ def build_external(
         progress(done, len(rows))
     result = _result(table, out_dir, size, clahe)
     result.resumed_shards = len(tasks) - len(todo)
-    outcomes = _run(todo, workers)
+    outcomes = run_tasks(_build_one, todo, workers)
     by_name = {t.path.name: t for t in tasks}
     try:
         for name, written, corrupt in outcomes:
@@ -307,31 +304,6 @@ def _build_one(task: _ShardTask) -> tuple[str, int, list[tuple[str, str]]]:
     else:
         task.path.unlink(missing_ok=True)
     return task.path.name, written, corrupt
-
-
-def _worker_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already
-
-
-def _run(tasks: list[_ShardTask], workers: int | None) -> Generator[tuple[str, int, list[tuple[str, str]]], None, None]:
-    workers = max(1, min(workers or 1, len(tasks)))
-    if workers == 1:
-        for task in tasks:
-            yield _build_one(task)
-        return
-    ctx = multiprocessing.get_context("spawn")  # the parent may hold pyarrow/OpenCV thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        pending: set[Future[tuple[str, int, list[tuple[str, str]]]]] = {pool.submit(_build_one, t) for t in tasks}
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=lambda f: f.result()[0]):
-                    yield future.result()
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 def _result(table: ExternalTable, out_dir: Path, size: int, clahe: bool) -> ExternalBuildResult:
