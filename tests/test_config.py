@@ -131,3 +131,17 @@ def test_config_sits_at_the_bottom_layer() -> None:
     from chexvision.data.transforms import AugConfig as FromTransforms
 
     assert FromTransforms is AugConfig
+
+
+def test_a_run_written_before_the_interpolation_key_resumes_bilinear(tmp_path: Path) -> None:
+    from chexvision.engine.launch import resolve_train_config
+
+    saved = load_config("smoke", None, []).to_dict()
+    assert saved["data"]["aug"]["interpolation"] == "nearest"  # the default of a new run
+    del saved["data"]["aug"]["interpolation"]  # config.json of a run from before the key existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    resume = dict(resume=True, preset=None, config=None, overrides=[], flags=[], model=saved["model"]["name"])
+    assert resolve_train_config(out=tmp_path, **resume).data.aug.interpolation == "bilinear"
+    saved["data"]["aug"]["interpolation"] = "nearest"  # a newer run keeps what it recorded
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert resolve_train_config(out=tmp_path, **resume).data.aug.interpolation == "nearest"

@@ -18,6 +18,7 @@ from chexvision.data.gpu_transforms import (
 )
 from chexvision.data.transforms import (
     MEAN,
+    N_UNIFORMS,
     STD,
     AugConfig,
     AugParams,
@@ -25,9 +26,11 @@ from chexvision.data.transforms import (
     apply_clahe,
     augment_cpu,
     normalize_cpu,
+    params_from_uniforms,
     resize_to,
     resolve_clahe,
     sample_params,
+    sample_uniforms,
 )
 
 SIZE = 64
@@ -57,7 +60,9 @@ def test_aug_config_round_trips_through_json() -> None:
     assert again.scale == (0.8, 1.2)
 
 
-@pytest.mark.parametrize("bad", [{"flip_pp": 0.5}, {"scale": (1.2, 0.8)}, {"flip_p": 2.0}, {"clahe": "maybe"}])
+@pytest.mark.parametrize(
+    "bad", [{"flip_pp": 0.5}, {"scale": (1.2, 0.8)}, {"flip_p": 2.0}, {"clahe": "maybe"}, {"interpolation": "cubic"}]
+)
 def test_aug_config_rejects_bad_values(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         AugConfig.from_dict(bad)
@@ -114,17 +119,71 @@ def test_gpu_identity_params_give_back_the_input(image: np.ndarray) -> None:
     torch.testing.assert_close(out[0, 0], expected, atol=1e-4, rtol=0)
 
 
-def test_gpu_and_cpu_paths_agree_on_the_same_parameters(image: np.ndarray) -> None:
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_gpu_and_cpu_paths_agree_on_the_same_parameters(image: np.ndarray, interpolation: str) -> None:
     rng = np.random.default_rng(3)
     params = [sample_params(AugConfig(), rng, SIZE, SIZE) for _ in range(6)]
     params.append(AugParams(flip=True, angle=15.0, scale=1.1, shear=5.0, translate=(3.0, -2.0)))
     params.append(AugParams(blur_sigma=1.0, brightness=1.2, contrast=0.8, erase=(1, 2, 9, 7)))
-    cpu = np.stack([augment_cpu(image, p) for p in params])
+    cpu = np.stack([augment_cpu(image, p, interpolation=interpolation) for p in params])
     batch = torch.from_numpy(np.stack([image] * len(params))).unsqueeze(1)
-    gpu = gpu_augment(batch, params_from_cpu(params, torch.device("cpu")), max_blur_sigma=1.0)[:, 0].numpy()
-    # The CPU path rounds the warped image to uint8 (half a grey level = 0.009 after normalisation).
-    assert np.abs(cpu - gpu).mean() < 0.01
-    assert np.percentile(np.abs(cpu - gpu), 99) < 0.05
+    gpu = gpu_augment(
+        batch, params_from_cpu(params, torch.device("cpu")), max_blur_sigma=1.0, interpolation=interpolation
+    )[:, 0].numpy()
+    if interpolation == "nearest":  # both pick the same source pixel: equal up to float rounding
+        np.testing.assert_allclose(cpu, gpu, atol=1e-5, rtol=0)
+    else:  # the CPU path rounds the warped image to uint8 (half a grey level = 0.009 after normalisation)
+        assert np.abs(cpu - gpu).mean() < 0.01
+        assert np.percentile(np.abs(cpu - gpu), 99) < 0.05
+        assert np.abs(cpu - gpu).max() > 1e-3  # and it is not the nearest warp
+
+
+def test_nearest_warp_moves_pixels_and_bilinear_blends_them(image: np.ndarray) -> None:
+    geometry = AugParams(angle=11.0, shear=4.0, scale=1.05, translate=(2.5, -1.5))
+    levels = set(normalize_cpu(np.arange(256, dtype=np.uint8)[None])[0][[*np.unique(image).tolist(), 0]].tolist())
+    nearest = augment_cpu(image, geometry, interpolation="nearest")
+    bilinear = augment_cpu(image, geometry, interpolation="bilinear")
+    assert set(np.unique(nearest).tolist()) <= levels  # every pixel is one source pixel (or the black border)
+    assert not set(np.unique(bilinear).tolist()) <= levels  # blends make grey levels the source does not have
+    assert np.abs(nearest - bilinear).mean() < 0.1  # the same geometry
+
+
+@pytest.mark.parametrize(("brightness", "contrast"), [(1.25, 1.3), (1.25, 0.7), (0.8, 1.3), (0.8, 0.7), (1.0, 1.2)])
+def test_jitter_follows_its_definition_including_the_clamps(
+    image: np.ndarray, brightness: float, contrast: float
+) -> None:
+    out = augment_cpu(image, AugParams(brightness=brightness, contrast=contrast))
+    bright = np.clip(brightness * image / 255.0, 0.0, 1.0)  # torchvision's adjust_brightness, then adjust_contrast
+    expected = np.clip(contrast * bright + (1.0 - contrast) * bright.mean(), 0.0, 1.0)
+    if brightness > 1.0:
+        assert (bright == 1.0).any()  # the bright block clips: the brightness clamp is exercised
+    np.testing.assert_allclose(out, (expected - MEAN) / STD, atol=2e-5, rtol=0)
+
+
+def test_uniforms_are_a_function_of_seed_epoch_and_index() -> None:
+    batch = sample_uniforms(7, 3, np.array([5, 9, 11]))
+    assert batch.shape == (3, N_UNIFORMS)
+    np.testing.assert_array_equal(batch[1], sample_uniforms(7, 3, np.array([9]))[0])  # not the batch's position
+    np.testing.assert_array_equal(batch, sample_uniforms(7, np.array([3, 3, 3]), np.array([5, 9, 11])))
+    for other in (sample_uniforms(8, 3, np.array([9])), sample_uniforms(7, 4, np.array([9]))):
+        assert not np.array_equal(other[0], batch[1])
+    many = sample_uniforms(0, 0, np.arange(20_000))
+    assert many.min() >= 0.0 and many.max() < 1.0
+    assert abs(many.mean() - 0.5) < 0.005 and abs(many.std() - 12**-0.5) < 0.005
+    assert abs(np.corrcoef(many[:-1, 0], many[1:, 0])[0, 1]) < 0.03  # neighbouring indices independent
+    assert abs(np.corrcoef(many[:, 0], many[:, 1])[0, 1]) < 0.03  # and a sample's own draws
+
+
+def test_transform_writes_into_the_given_buffer(image: np.ndarray) -> None:
+    transform = CpuTrainTransform(AugConfig(blur_p=1.0, erase_p=1.0))
+    u = sample_uniforms(0, 0, np.array([4]))[0]
+    out = np.full((SIZE, SIZE), np.nan, dtype=np.float32)
+    result = transform.apply(image, u, out=out)
+    assert np.shares_memory(result, out)
+    np.testing.assert_array_equal(out, transform.apply(image, u))  # same as allocating its own
+    np.testing.assert_array_equal(
+        out, augment_cpu(image, params_from_uniforms(AugConfig(blur_p=1.0, erase_p=1.0), u, SIZE, SIZE))
+    )
 
 
 def test_gpu_params_follow_the_config() -> None:

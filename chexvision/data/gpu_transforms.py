@@ -6,8 +6,8 @@ is small; the augmentation runs here on the whole batch: uint8 [B,1,H,W] on the 
 (`chexvision.data.transforms.AugConfig`), and every op is vectorised over the batch:
 
 - geometry: ONE `affine_grid` + `grid_sample` for flip, rotation, translation, scale and shear, built from the
-  same forward matrix as the CPU path (inverted in closed form, mapped to normalised coordinates; bilinear,
-  zero padding = the CPU path's black border);
+  same forward matrix as the CPU path (inverted in closed form, mapped to normalised coordinates; nearest or
+  bilinear as `AugConfig.interpolation` says, zero padding = the CPU path's black border);
 - brightness/contrast: per-sample factors broadcast, with the same clamps as the CPU path;
 - Gaussian blur: one grouped separable convolution with a per-sample kernel (a delta when not blurred);
 - random erasing: a per-sample rectangle mask, set to 0 after normalisation (the mean intensity).
@@ -171,6 +171,7 @@ def gpu_augment(
     max_blur_sigma: float,
     mean: float = MEAN,
     std: float = STD,
+    interpolation: str = "nearest",
 ) -> torch.Tensor:
     """Augment a uint8 [B,1,H,W] batch with per-sample `params`; returns normalised float32 [B,1,H,W].
 
@@ -182,7 +183,7 @@ def gpu_augment(
     img = x.float() / 255.0
     theta = _inverse_theta(params, h, w)
     grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
-    img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    img = F.grid_sample(img, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
     img = (img * params.brightness.view(b, 1, 1, 1)).clamp_(0.0, 1.0)
     c = params.contrast.view(b, 1, 1, 1)
     img = (c * img + (1.0 - c) * img.mean(dim=(1, 2, 3), keepdim=True)).clamp_(0.0, 1.0)
@@ -208,4 +209,5 @@ class GpuAugment:
         b, _, h, w = x.shape
         params = sample_gpu_params(self.cfg, b, h, w, device=x.device, generator=generator)
         sigma = self.cfg.blur_sigma[1] if self.cfg.blur_p > 0 else 0.0
-        return gpu_augment(x, params, max_blur_sigma=sigma, mean=self.mean, std=self.std)
+        return gpu_augment(x, params, max_blur_sigma=sigma, mean=self.mean, std=self.std,
+                           interpolation=self.cfg.interpolation)  # fmt: skip

@@ -9,9 +9,11 @@ same geometry.
 Why the CPU path is fast (the original ran eight torchvision v1 transforms on RGB PIL images):
 
 - all geometry (flip, rotation, translation, scale, shear) is composed in closed form into ONE 2x3 matrix and
-  applied with ONE `cv2.warpAffine` on the uint8 image (bilinear, black border like torchvision's fill=0): one
-  resampling instead of three, so also less blur from repeated interpolation. It is most of the cost: about
-  0.8x a JPEG decode per 320 px image (BENCHMARKS.md, `benchmarks/input_pipeline.py --components`);
+  applied with ONE `cv2.warpAffine` on the uint8 image (black border like torchvision's fill=0): one
+  resampling instead of three. `AugConfig.interpolation` picks it: "nearest" (the default: what the original
+  pipeline and torchxrayvision's training scripts use, torchvision's RandomRotation/RandomAffine default) or
+  "bilinear"; the bilinear warp costs about 0.8x a JPEG decode per 320 px image, nearest about 0.4x
+  (BENCHMARKS.md, `benchmarks/input_pipeline.py --components`);
 - brightness, contrast, the clamps between them and the normalisation are pointwise, so they collapse into
   ONE 256-entry float32 look-up table applied by `cv2.LUT` (uint8 in, normalised float32 out); the contrast
   mean is exact without a histogram (the clamped pixels' sum and count from one threshold pass);
@@ -49,6 +51,7 @@ __all__ = [
     "CLAHE_GRID",
     "CLAHE_MODES",
     "MEAN",
+    "N_UNIFORMS",
     "PIPELINES",
     "STD",
     "AugConfig",
@@ -59,9 +62,11 @@ __all__ = [
     "augment_cpu",
     "blur_kernel_radius",
     "normalize_cpu",
+    "params_from_uniforms",
     "resize_to",
     "resolve_clahe",
     "sample_params",
+    "sample_uniforms",
 ]
 
 MEAN = 0.449  # ImageNet mean averaged over R, G, B; intensities in [0, 1]
@@ -83,13 +88,22 @@ class AugParams:
     erase: tuple[int, int, int, int] | None = None  # (top, left, height, width) in pixels, or no erasing
 
 
+N_UNIFORMS = 15  # uniforms one sample's augmentation draws (`params_from_uniforms`)
+
+
 def sample_params(cfg: AugConfig, rng: np.random.Generator, height: int, width: int) -> AugParams:
     """Draw one sample's augmentation parameters."""
-    u = rng.random(12)
+    return params_from_uniforms(cfg, rng.random(N_UNIFORMS), height, width)
+
+
+def params_from_uniforms(cfg: AugConfig, u: np.ndarray | list[float], height: int, width: int) -> AugParams:
+    """One sample's augmentation parameters from `N_UNIFORMS` uniforms in [0, 1) (`sample_uniforms`)."""
+    u = u.tolist() if isinstance(u, np.ndarray) else u  # Python floats: cheaper to index and compare
     erase = None
     if u[9] < cfg.erase_p:
         eh, ew = _erase_size(cfg, float(u[10]), float(u[11]), height, width)
-        top, left = int(rng.integers(0, height - eh + 1)), int(rng.integers(0, width - ew + 1))
+        top = min(int(u[13] * (height - eh + 1)), height - eh)
+        left = min(int(u[14] * (width - ew + 1)), width - ew)
         erase = (top, left, eh, ew)
     return AugParams(
         flip=bool(u[0] < cfg.flip_p),
@@ -102,9 +116,39 @@ def sample_params(cfg: AugConfig, rng: np.random.Generator, height: int, width: 
         shear=_between(u[5], -cfg.shear_deg, cfg.shear_deg),
         brightness=_between(u[6], 1.0 - cfg.brightness, 1.0 + cfg.brightness),
         contrast=_between(u[7], 1.0 - cfg.contrast, 1.0 + cfg.contrast),
-        blur_sigma=_between(rng.random(), *cfg.blur_sigma) if u[8] < cfg.blur_p else 0.0,
+        blur_sigma=_between(u[12], *cfg.blur_sigma) if u[8] < cfg.blur_p else 0.0,
         erase=erase,
     )
+
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment (2^64 / golden ratio)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's output function (Steele, Lea & Flood 2014): a bijective 64-bit mix, in place."""
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def sample_uniforms(seed: int, epochs: int | np.ndarray, indices: np.ndarray, n: int = N_UNIFORMS) -> np.ndarray:
+    """float64 [len(indices), n] uniforms in [0, 1), a pure function of (seed, epoch, index) per row.
+
+    Counter-based (splitmix64 over a key chained from seed, epoch and index, then n consecutive counters), so a
+    sample's draws do not depend on the batch, the worker or the order it is drawn in, and a whole batch costs
+    a few vectorised passes instead of one seeded generator per sample (~35 us each here).
+    """
+    epochs = np.broadcast_to(np.asarray(epochs, dtype=np.int64), np.shape(indices))
+    with np.errstate(over="ignore"):
+        key = _mix64(np.full(np.shape(indices), np.uint64(seed & (2**64 - 1)), dtype=np.uint64) + _GAMMA)
+        key = _mix64(key ^ epochs.astype(np.uint64) + _GAMMA)
+        key = _mix64(key ^ np.asarray(indices).astype(np.uint64) + _GAMMA)
+        counters = key[:, None] + _GAMMA * np.arange(1, n + 1, dtype=np.uint64)[None, :]
+        bits = _mix64(counters) >> np.uint64(11)
+    return bits.astype(np.float64) * (1.0 / 2**53)
 
 
 def _between(u: float, low: float, high: float) -> float:
@@ -179,12 +223,18 @@ def _brightened_mean(img: np.ndarray, brightness: float) -> float:
 
 
 def _jitter_normalize_lut(img: np.ndarray, brightness: float, contrast: float, mean: float, std: float) -> np.ndarray:
-    """256-entry float32 LUT: brightness (clamped), contrast about the image mean (clamped), normalisation."""
-    bright = np.minimum(_LEVELS * brightness, 1.0)
-    if contrast != 1.0:
-        img_mean = _brightened_mean(img, brightness)
-        bright = np.clip(contrast * bright + (1.0 - contrast) * img_mean, 0.0, 1.0)
-    return ((bright - mean) / std).astype(np.float32)
+    """256-entry float32 LUT: brightness (clamped), contrast about the image mean (clamped), normalisation.
+
+    In closed form, one multiply-add and one clamp over the 256 levels: with v = min(b x, 1) and contrast c > 0,
+    clip(c v + (1 - c) m, 0, 1) = clip(c b x + k, 0, min(1, c + k)) where k = (1 - c) m, because
+    c min(b x, 1) + k = min(c b x + k, c + k); the normalisation is affine, so it maps the bounds too.
+    """
+    k = (1.0 - contrast) * _brightened_mean(img, brightness) if contrast != 1.0 else 0.0
+    lut = _LEVELS * (contrast * brightness / std)
+    lut += (k - mean) / std
+    np.minimum(lut, (min(1.0, contrast + k) - mean) / std, out=lut)
+    np.maximum(lut, -mean / std, out=lut)
+    return lut.astype(np.float32)
 
 
 @functools.cache
@@ -192,18 +242,31 @@ def _normalize_lut(mean: float, std: float) -> np.ndarray:
     return ((_LEVELS - mean) / std).astype(np.float32)
 
 
-def normalize_cpu(img: np.ndarray, mean: float = MEAN, std: float = STD) -> np.ndarray:
-    """uint8 HxW -> float32 HxW, (x/255 - mean) / std (the eval transform, after any resize)."""
+def normalize_cpu(img: np.ndarray, mean: float = MEAN, std: float = STD, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 HxW -> float32 HxW, (x/255 - mean) / std (the eval transform, after any resize), into `out` if given."""
     import cv2
 
-    return cv2.LUT(img, _normalize_lut(mean, std))
+    return _into(cv2.LUT(img, _normalize_lut(mean, std), out), out)
 
 
-def augment_cpu(img: np.ndarray, params: AugParams, mean: float = MEAN, std: float = STD) -> np.ndarray:
+_CV2_INTERPOLATION = {"nearest": 0, "bilinear": 1}  # cv2.INTER_NEAREST, cv2.INTER_LINEAR
+
+
+def augment_cpu(
+    img: np.ndarray,
+    params: AugParams,
+    mean: float = MEAN,
+    std: float = STD,
+    *,
+    interpolation: str = "nearest",
+    out: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
     """Apply one sample's augmentation to a uint8 HxW image; returns the normalised float32 HxW image.
 
-    Three passes over the image at most: one warp (uint8), one LUT (uint8 -> float32: jitter + normalisation),
-    the blur when drawn (in place); erasing is a slice assignment.
+    Three passes over the image at most: one warp (uint8, `interpolation`), one LUT (uint8 -> float32: jitter +
+    normalisation), the blur when drawn (in place); erasing is a slice assignment. `out` (float32 HxW, e.g. a
+    slot of a batch buffer) receives the result; `scratch` (uint8 HxW) the warped image: no allocation.
     """
     import cv2
 
@@ -211,31 +274,54 @@ def augment_cpu(img: np.ndarray, params: AugParams, mean: float = MEAN, std: flo
     if _has_geometry(params):
         m = _forward_2x3(params, height, width)
         matrix = np.array((m[:3], m[3:]), dtype=np.float64)
-        img = cv2.warpAffine(img, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        flags = _CV2_INTERPOLATION[interpolation]
+        img = _into(cv2.warpAffine(img, matrix, (width, height), scratch, flags=flags,
+                                   borderMode=cv2.BORDER_CONSTANT), scratch)  # fmt: skip
     if params.brightness == 1.0 and params.contrast == 1.0:
-        out = cv2.LUT(img, _normalize_lut(mean, std))
+        lut = _normalize_lut(mean, std)
     else:
-        out = cv2.LUT(img, _jitter_normalize_lut(img, params.brightness, params.contrast, mean, std))
+        lut = _jitter_normalize_lut(img, params.brightness, params.contrast, mean, std)
+    result = _into(cv2.LUT(img, lut, out), out)
     if params.blur_sigma > 0:
         k = 2 * blur_kernel_radius(params.blur_sigma) + 1
-        cv2.GaussianBlur(out, (k, k), params.blur_sigma, dst=out, borderType=cv2.BORDER_REFLECT_101)
+        cv2.GaussianBlur(result, (k, k), params.blur_sigma, dst=result, borderType=cv2.BORDER_REFLECT_101)
     if params.erase is not None:
         top, left, eh, ew = params.erase
-        out[top : top + eh, left : left + ew] = 0.0
+        result[top : top + eh, left : left + ew] = 0.0
+    return result
+
+
+def _into(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """`out` holding `result` (cv2 writes into a given dst of the right shape and type; copy if it did not)."""
+    if out is None or result is out:
+        return result
+    if not np.shares_memory(result, out):
+        out[...] = result
     return out
 
 
 class CpuTrainTransform:
-    """Callable `(uint8 HxW, rng) -> normalised float32 HxW` drawing fresh parameters per call."""
+    """Callable `(uint8 HxW, rng) -> normalised float32 HxW` drawing fresh parameters per call.
+
+    `apply(img, uniforms, out)` is the same augmentation from a sample's `N_UNIFORMS` uniforms, written into
+    `out` (the loader's batched path: `ShardDataset.__getitems__`).
+    """
 
     def __init__(self, cfg: AugConfig, mean: float = MEAN, std: float = STD) -> None:
         self.cfg, self.mean, self.std = cfg, mean, std
+        self._scratch: np.ndarray | None = None
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.apply(img, rng.random(N_UNIFORMS))
+
+    def apply(self, img: np.ndarray, uniforms: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if not self.cfg.enabled:
-            return normalize_cpu(img, self.mean, self.std)
-        params = sample_params(self.cfg, rng, *img.shape)
-        return augment_cpu(img, params, self.mean, self.std)
+            return _into(normalize_cpu(img, self.mean, self.std, out=out), out)
+        params = params_from_uniforms(self.cfg, uniforms, *img.shape)
+        if self._scratch is None or self._scratch.shape != img.shape:
+            self._scratch = np.empty(img.shape, dtype=np.uint8)
+        return augment_cpu(img, params, self.mean, self.std, interpolation=self.cfg.interpolation, out=out,
+                           scratch=self._scratch if out is not None else None)  # fmt: skip
 
 
 @functools.cache

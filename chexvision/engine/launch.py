@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chexvision.errors import BadInputError
 from chexvision.rundir import CONFIG_JSON, check_resume_config
@@ -82,7 +82,7 @@ def _resolve(
     saved = out / CONFIG_JSON
     if resume and saved.is_file():
         hint = f"fix or delete {saved}, or start a new run with another --out"
-        cfg = TrainConfig.from_dict(read_json_object(saved, hint))
+        cfg = TrainConfig.from_dict(_with_legacy_defaults(read_json_object(saved, hint)))
         if cfg.model.name != model:
             raise BadInputError(
                 f"{out} is a {cfg.model.name} run, not {model}", f"resume it with --model {cfg.model.name}"
@@ -95,6 +95,23 @@ def _resolve(
     if preset is None:  # the default preset follows the device training will run on, wherever that was said
         preset = default_preset(device or load_config(None, config, [*overrides, *flags]).device)
     return load_config(preset, config, [*overrides, *flags])
+
+
+# Keys added after runs were already written, with the value those older runs trained with (a newer default
+# must not change a resumed run's training). Dotted paths into config.json.
+LEGACY_DEFAULTS = {"data.aug.interpolation": "bilinear"}
+
+
+def _with_legacy_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """`saved` (a run's config.json) with LEGACY_DEFAULTS filled in where it has no such key."""
+    for dotted, value in LEGACY_DEFAULTS.items():
+        *parents, leaf = dotted.split(".")
+        node: Any = saved
+        for name in parents:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf not in node:
+            node[leaf] = value
+    return saved
 
 
 def run_training(
