@@ -9,8 +9,13 @@ batch, so every label in a batch still belongs to its own image. With `strict=Tr
 `BadInputError` instead. A `None` that reaches torch's default collate fails loudly, never silently.
 
 Sample keys are plain indices (evaluation) or `(index, epoch)` pairs from the training samplers: each training
-sample's augmentation draws from `default_rng((seed, epoch, index))`, so the augmentation of an epoch is the
-same whatever the number of workers, their persistence or the batch order (exact resumption, reproducible runs).
+sample's augmentation draws from uniforms that are a pure function of (seed, epoch, index)
+(`chexvision.data.transforms.sample_uniforms`), so the augmentation of an epoch is the same whatever the number
+of workers, their persistence or the batch order (exact resumption, reproducible runs).
+
+Batches are fetched whole (`__getitems__`, which DataLoader calls with batched sampling): every image is written
+straight into one [n, 1, H, W] batch buffer (shared memory inside a worker, as torch's default collate
+allocates it) and `DropFailedCollate` hands that buffer on instead of stacking copies of per-item tensors.
 
 `ChestXrayDataset(folder, split="train")` is the same dataset for a plain PyTorch loop: it opens the shards,
 splits them by patient as training does (dataset.json's default scheme), and pairs with `collate` (or
@@ -31,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from chexvision.data.eval_transform import EvalTransform
 from chexvision.data.shards import ShardIndex, decode_image, read_dataset_meta
-from chexvision.data.transforms import MEAN, STD, CpuTrainTransform, resolve_clahe
+from chexvision.data.transforms import MEAN, N_UNIFORMS, STD, CpuTrainTransform, resolve_clahe, sample_uniforms
 from chexvision.errors import BadInputError
 from chexvision.labels import LABELS, label_matrix
 
@@ -109,8 +114,10 @@ class ShardDataset(Dataset[Item | None]):
             return None
         if self.output == "uint8":
             out = img
+        elif isinstance(self.transform, CpuTrainTransform) and epoch is not None:
+            out = self.transform.apply(img, sample_uniforms(self.seed, np.array([epoch]), self.indices[[k]])[0])
         elif self.transform is not None:
-            out = self.transform(img, self._rng(k, epoch))
+            out = self.transform(img, self._other_rng(k, epoch))
         else:
             out = self.prep.normalize(img)
         return (
@@ -119,9 +126,54 @@ class ShardDataset(Dataset[Item | None]):
             torch.tensor(self.binary[k]),
         )
 
+    def __getitems__(self, keys: list[Any]) -> list[Item | None]:
+        """A whole batch at once (DataLoader calls this for batched sampling): the items' tensors are views of
+        one [n, 1, H, W] buffer (in shared memory inside a worker) that each image is written into, so
+        `DropFailedCollate` hands the buffer on instead of stacking copies; each training sample draws its
+        augmentation from its own (seed, epoch, index) uniforms, as one item would."""
+        ks, epochs = _split_keys(keys)
+        n = len(ks)
+        images = _batch_buffer((n, 1, self.size, self.size), torch.uint8 if self.output == "uint8" else torch.float32)
+        slots = images.numpy()
+        uniforms = self._uniforms(ks, epochs) if self.output == "float" and self.transform is not None else None
+        views = zip(images.unbind(0), torch.from_numpy(self.labels14[ks]).unbind(0),
+                    torch.from_numpy(self.binary[ks]).unbind(0), strict=True)  # fmt: skip
+        items: list[Item | None] = []
+        for j, (k, item) in enumerate(zip(ks.tolist(), views, strict=True)):
+            img = self.load_image(k)
+            if img is None:
+                items.append(None)
+                continue
+            slot = slots[j, 0]
+            if self.output == "uint8":
+                slot[...] = img
+            elif self.transform is None:
+                self.prep.normalize(img, out=slot)
+            elif uniforms is not None and isinstance(self.transform, CpuTrainTransform):
+                self.transform.apply(img, uniforms[j], out=slot)
+            else:  # another transform (a baseline's): its own draws, our buffer
+                slot[...] = self.transform(img, self._other_rng(k, None if epochs is None else int(epochs[j])))
+            items.append(item)
+        return items
+
+    def _uniforms(self, ks: np.ndarray, epochs: np.ndarray | None) -> np.ndarray:
+        if epochs is not None:
+            return sample_uniforms(self.seed, epochs, self.indices[ks])
+        return self._stream_rng().random((len(ks), N_UNIFORMS))
+
+    def _other_rng(self, k: int, epoch: int | None) -> np.random.Generator:
+        """The generator a transform other than ours gets: per sample (seed, epoch, index), unless the transform
+        says it draws from its own (`draws_own_randomness`, the albumentations baseline): then it is not built."""
+        if getattr(self.transform, "draws_own_randomness", False):
+            return self._stream_rng()
+        return self._rng(k, epoch)
+
     def _rng(self, k: int, epoch: int | None) -> np.random.Generator:
         if epoch is not None:
             return np.random.default_rng((self.seed, int(epoch), int(self.indices[k])))
+        return self._stream_rng()
+
+    def _stream_rng(self) -> np.random.Generator:
         # A plain index (a sampler other than ours): a per-process stream, so epochs still differ.
         if self._stream is None:
             self._stream = np.random.default_rng((self.seed, torch.initial_seed()))
@@ -168,7 +220,37 @@ class DropFailedCollate:
                 torch.empty((0,), dtype=torch.float32),
             )
         images, labels, binary = zip(*good, strict=True)
-        return torch.stack(images), torch.stack(labels), torch.stack(binary)
+        return _stacked(images), _stacked(labels), _stacked(binary)
+
+
+def _stacked(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """`torch.stack(tensors)`, or without a copy the tensor they are the rows of: `ShardDataset.__getitems__`
+    returns each batch's images, labels and flags as `unbind(0)` views of one tensor when no sample failed."""
+    base = tensors[0]._base
+    if base is not None and base.dim() > 0 and len(base) == len(tensors) and base.is_contiguous():
+        step, start = base[0].numel() * base.element_size(), base.data_ptr()
+        if all(t._base is base and t.data_ptr() == start + j * step for j, t in enumerate(tensors)):
+            return base
+    return torch.stack(tensors)
+
+
+def _split_keys(keys: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sample positions, and their epochs when the keys are our samplers' `(index, epoch)` pairs."""
+    if keys and not isinstance(keys[0], int | np.integer):
+        pairs = np.asarray(keys, dtype=np.int64).reshape(len(keys), 2)
+        return pairs[:, 0], pairs[:, 1]
+    return np.asarray(keys, dtype=np.int64), None
+
+
+def _batch_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised batch tensor: in a DataLoader worker in shared memory (what sending it to the main
+    process needs; torch's default collate does the same), else ordinary memory (numpy's, which asks the kernel
+    for huge pages on large arrays: fewer page faults when the batch is first written)."""
+    numel = int(np.prod(shape))
+    if torch.utils.data.get_worker_info() is not None:
+        storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
+        return torch.empty(0, dtype=dtype).new(storage).resize_(shape)  # a base tensor, not a view (`_stacked`)
+    return torch.from_numpy(np.empty(shape, dtype=np.uint8 if dtype == torch.uint8 else np.float32))
 
 
 collate = DropFailedCollate()  # the default collate: float32 batches, failed samples left out

@@ -32,9 +32,9 @@ class EvalTransform:
         img = resize_to(img, self.size)
         return apply_clahe(img, self.clahe_clip, self.clahe_grid) if self.clahe else img
 
-    def normalize(self, img: np.ndarray) -> np.ndarray:
-        """float32 HxW of an already `resized` image."""
-        return normalize_cpu(img, self.mean, self.std)
+    def normalize(self, img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """float32 HxW of an already `resized` image (written into `out` when given)."""
+        return normalize_cpu(img, self.mean, self.std, out)
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         return self.normalize(self.resized(img))[None]

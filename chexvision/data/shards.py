@@ -249,7 +249,7 @@ class ShardIndex:
         self.bad_labels = list(bad_labels)
         self.cache_row_groups = _CACHE_ROW_GROUPS
         self._files: dict[int, pq.ParquetFile] = {}
-        self._cache: OrderedDict[tuple[int, int], pa.Array] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], list[bytes | None]] = OrderedDict()
 
     @classmethod
     def open(cls, data_dir: Path, *, strict: bool = False) -> ShardIndex:
@@ -320,8 +320,8 @@ class ShardIndex:
         return np.split(np.arange(len(self), dtype=np.int64), boundaries) if len(self) else []
 
     def read_image_bytes(self, i: int) -> bytes:
-        s, rg, row = (int(v) for v in self.locations[i])
-        data = self._row_group_images(s, rg)[row].as_py()
+        s, rg, row = self.locations[i].tolist()
+        data = self._row_group_images(s, rg)[row]
         return data if data is not None else b""
 
     def read_image(self, i: int) -> np.ndarray:
@@ -338,14 +338,16 @@ class ShardIndex:
             handle = self._files[s] = pq.ParquetFile(self.shards[s], memory_map=True)
         return handle
 
-    def _row_group_images(self, s: int, rg: int) -> pa.Array:
+    def _row_group_images(self, s: int, rg: int) -> list[bytes | None]:
+        """The image bytes of one row group, as Python bytes (converted once per row group: a random read is
+        then a list index, not a pyarrow scalar per image)."""
         key = (s, rg)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
         table = self._file(s).read_row_group(rg, columns=["image"])
-        images = table.column("image").combine_chunks().field("bytes")
+        images: list[bytes | None] = table.column("image").combine_chunks().field("bytes").to_pylist()
         self._cache[key] = images
         if len(self._cache) > self.cache_row_groups:
             self._cache.popitem(last=False)

@@ -1,0 +1,108 @@
+"""The loader's batched fetch: `ShardDataset.__getitems__` writes a batch into one buffer, the collate hands it on.
+
+Same items as one-at-a-time `__getitem__` (train keys with their epoch, eval keys, the GPU path's uint8), no copy
+in the collate when nothing failed, a real copy whenever the views are not the buffer's rows in order, and a
+worker process (shared-memory buffer) giving the same batches as the main process.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from chexvision.config import AugConfig
+from chexvision.data.dataset import DropFailedCollate, Item, ShardDataset
+from chexvision.data.loader import BlockShuffleSampler
+from chexvision.data.shards import ShardIndex, ShardRow, encode_png, write_shard
+from chexvision.data.transforms import CpuTrainTransform
+
+STORED, SIZE = 40, 32
+LABELS = ["No Finding", "Effusion", "Cardiomegaly|Effusion", "Mass|Nodule"]
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> ShardIndex:
+    root = tmp_path_factory.mktemp("batched")
+    rng = np.random.default_rng(0)
+    rows = [
+        ShardRow(
+            filename=f"{90000000 + k // 2:08d}_{k % 2:03d}.png",
+            labels=LABELS[k % len(LABELS)],
+            image=b"not an image" if k == 13 else encode_png(rng.integers(0, 256, (STORED, STORED), dtype=np.uint8)),
+        )
+        for k in range(24)
+    ]
+    write_shard(root / "data" / "data-00000-of-00001.parquet", rows, row_group_size=8)
+    (root / "dataset.json").write_text(json.dumps({"source": "synthetic", "default_split_scheme": "patient"}))
+    return ShardIndex.open(root)
+
+
+def _dataset(index: ShardIndex, output: str = "float", augment: bool = True) -> ShardDataset:
+    transform = CpuTrainTransform(AugConfig(blur_p=0.5, erase_p=0.5)) if augment and output == "float" else None
+    return ShardDataset(index, np.arange(len(index)), size=SIZE, output=output, transform=transform, seed=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("output", "augment", "keys"),
+    [
+        ("float", True, [(k, 2) for k in (5, 0, 7, 3)]),  # training: (index, epoch) keys, augmented
+        ("float", False, [5, 0, 7, 3]),  # evaluation: normalised only
+        ("uint8", False, [(k, 1) for k in (5, 0, 7, 3)]),  # the GPU path: decoded and resized only
+    ],
+    ids=["train", "eval", "gpu_path"],
+)
+def test_a_batch_is_the_items_one_at_a_time_without_a_copy(
+    index: ShardIndex, output: str, augment: bool, keys: list[object]
+) -> None:
+    ds = _dataset(index, output, augment)
+    batch = ds.__getitems__(keys)
+    single = [ds[key] for key in keys]  # type: ignore[index]
+    for got, want in zip(batch, single, strict=True):
+        assert got is not None and want is not None
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+    images, labels, binary = DropFailedCollate(SIZE, batch[0][0].dtype)(batch)  # type: ignore[index]
+    assert images.shape == (4, 1, SIZE, SIZE) and labels.shape == (4, 14) and binary.shape == (4,)
+    assert images.data_ptr() == batch[0][0].data_ptr()  # type: ignore[index]  # the buffer itself, not a stack
+    assert images.dtype == (torch.uint8 if output == "uint8" else torch.float32)
+
+
+def test_a_failed_sample_is_left_out_and_the_rest_copied_in_order(index: ShardIndex) -> None:
+    ds = _dataset(index)
+    keys = [(k, 0) for k in (12, 13, 14)]  # 13 is not an image
+    batch = ds.__getitems__(keys)
+    assert batch[1] is None
+    images, labels, _ = DropFailedCollate(SIZE)(batch)
+    assert len(images) == 2
+    torch.testing.assert_close(images[1], ds[(14, 0)][0], atol=0, rtol=0)  # type: ignore[index]
+    torch.testing.assert_close(labels[1], ds[(14, 0)][1], atol=0, rtol=0)  # type: ignore[index]
+
+
+def test_views_out_of_order_or_of_a_larger_tensor_are_stacked(index: ShardIndex) -> None:
+    collate = DropFailedCollate(SIZE)
+    batch: list[Item | None] = list(_dataset(index).__getitems__([(k, 0) for k in (1, 2, 3)]))
+    reordered = collate(batch[::-1])
+    images = [item[0] for item in batch if item is not None]
+    torch.testing.assert_close(reordered[0], torch.stack(images[::-1]), atol=0, rtol=0)
+    assert reordered[0].data_ptr() != images[0].data_ptr()
+    partial = collate(batch[:2])  # the first two rows of a three-row buffer: a copy, two rows
+    assert partial[0].shape[0] == 2 and partial[0].data_ptr() != images[0].data_ptr()
+
+
+def test_a_worker_process_gives_the_same_batches(index: ShardIndex) -> None:
+    ds = _dataset(index)
+    sampler = BlockShuffleSampler(index.row_groups(), seed=0)
+
+    def batches(workers: int) -> list[torch.Tensor]:
+        sampler.set_epoch(1)
+        loader = DataLoader(ds, batch_size=5, sampler=sampler, num_workers=workers, collate_fn=DropFailedCollate(SIZE))
+        return [torch.cat([b[0].flatten(1), b[1]], dim=1) for b in loader]
+
+    main, worker = batches(0), batches(1)
+    assert len(main) == len(worker) == 5 and sum(len(b) for b in main) == 23  # one unreadable image left out
+    for a, b in zip(main, worker, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
