@@ -2,11 +2,13 @@
 
     python benchmarks/input_pipeline.py [--data DIR] [--images 1000] [--size 320] [--workers 0 1]
                                         [--modes cpu gpu] [--batches 20] [--batch-size 32] [--rounds 3]
+                                        [--interpolations nearest bilinear]
 
 Same run, same shards, interleaved: each round times every pipeline once, in turn; figures are medians of rounds.
 `--components` instead prints what one image costs in each step of the CPU path (CPU microseconds, one thread,
-medians of interleaved rounds): the decode, the one bilinear warp (and a nearest-neighbour warp for scale), the
-LUT, the whole augmentation, and a float32 batch stack.
+medians of interleaved rounds): the decode, the one warp (nearest, the default, and bilinear), the LUT into a
+batch buffer, the whole augmentation with each interpolation, and (what the loader no longer does) a float32
+batch stack.
 
 Without --data it writes synthetic data once to /tmp/chexvision-bench-<size>px-<images> (`chexvision data synth`).
 One JSON line per (mode, workers) on stdout, from `chexvision.bench.loader.bench_loader` (the same function
@@ -22,6 +24,7 @@ import sys
 from pathlib import Path
 
 from chexvision.bench.loader import bench_loader
+from chexvision.config import AugConfig
 
 
 def _data(args: argparse.Namespace) -> Path:
@@ -45,7 +48,7 @@ def _components(data: Path, rounds: int) -> None:
 
     from chexvision.config import AugConfig
     from chexvision.data.shards import ShardIndex, decode_image
-    from chexvision.data.transforms import _forward_2x3, augment_cpu, normalize_cpu, sample_params
+    from chexvision.data.transforms import _forward_2x3, _normalize_lut, augment_cpu, normalize_cpu, sample_params
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -57,13 +60,25 @@ def _components(data: Path, rounds: int) -> None:
     params = [sample_params(AugConfig(), rng, h, w) for _ in images]
     mats = [np.array(_forward_2x3(p, h, w)).reshape(2, 3) for p in params]
     floats = [torch.from_numpy(normalize_cpu(im)).unsqueeze(0) for im in images[:32]]
+    batch = np.zeros((len(images), h, w), dtype=np.float32)
+    scratch = np.empty((h, w), dtype=np.uint8)
+    lut = _normalize_lut(0.449, 0.226)
     steps = {
         "decode (cv2.imdecode, the decoder)": lambda i: decode_image(blobs[i]),
-        "warpAffine bilinear (ours: all geometry)": lambda i: cv2.warpAffine(images[i], mats[i], (w, h)),
-        "warpAffine nearest (for scale)": lambda i: cv2.warpAffine(images[i], mats[i], (w, h), flags=cv2.INTER_NEAREST),
-        "LUT uint8 -> float32 (jitter + normalise)": lambda i: normalize_cpu(images[i]),
-        "augment_cpu (whole augmentation)": lambda i: augment_cpu(images[i], params[i]),
-        "torch.stack of float32 [1,H,W] (per image)": lambda i: torch.stack(floats) if i < 1 else None,
+        "warpAffine nearest (the default: all geometry)": lambda i: cv2.warpAffine(
+            images[i], mats[i], (w, h), scratch, flags=cv2.INTER_NEAREST
+        ),
+        "warpAffine bilinear": lambda i: cv2.warpAffine(images[i], mats[i], (w, h), scratch, flags=cv2.INTER_LINEAR),
+        "LUT uint8 -> float32 into the batch (jitter + normalise)": lambda i: cv2.LUT(images[i], lut, batch[i]),
+        "augment_cpu nearest (whole augmentation, into the batch)": lambda i: augment_cpu(
+            images[i], params[i], interpolation="nearest", out=batch[i], scratch=scratch
+        ),
+        "augment_cpu bilinear (into the batch)": lambda i: augment_cpu(
+            images[i], params[i], interpolation="bilinear", out=batch[i], scratch=scratch
+        ),
+        "torch.stack of float32 [1,H,W] (per image; not done since the batched fetch)": lambda i: (
+            torch.stack(floats) if i < 1 else None
+        ),
     }
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
@@ -89,6 +104,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--interpolations", nargs="+", choices=["nearest", "bilinear"], default=["nearest"])
     parser.add_argument("--no-albumentations", action="store_true", help="skip the albumentations baseline")
     parser.add_argument("--components", action="store_true", help="per-step cost of the CPU path instead")
     args = parser.parse_args()
@@ -98,28 +114,31 @@ def main() -> None:
         _components(data, max(args.rounds, 5))
         return
     rows = []
-    for mode in args.modes:
-        for workers in args.workers:
-            result = bench_loader(
-                data, workers=workers, batches=args.batches, batch_size=args.batch_size, mode=mode, size=args.size,
-                rounds=args.rounds, albumentations=not args.no_albumentations,
-            )  # fmt: skip
-            print(json.dumps(result), flush=True)
-            rows.append(result)
+    for interpolation in args.interpolations:
+        for mode in args.modes:
+            for workers in args.workers:
+                result = bench_loader(
+                    data, workers=workers, batches=args.batches, batch_size=args.batch_size, mode=mode,
+                    size=args.size, rounds=args.rounds, albumentations=not args.no_albumentations,
+                    aug=AugConfig(interpolation=interpolation),
+                )  # fmt: skip
+                print(json.dumps(result), flush=True)
+                rows.append(result)
 
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:.0f}"
 
     print(
-        "\n| mode | workers | ours img/s | albumentations img/s | ours / albumentations | original img/s "
+        "\n| interpolation | mode | workers | ours img/s | albumentations img/s | ours / albumentations "
+        "| original img/s "
         "| ours / original | ours img/CPU-s | albumentations img/CPU-s | original img/CPU-s | decode only img/CPU-s "
-        "| ours / decode | GPU augment |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ours / decode | GPU augment |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         file=sys.stderr,
     )
     for r in rows:
         fraction = "-" if r["decode_fraction"] is None else f"{100 * r['decode_fraction']:.0f} %"
         print(
-            f"| {r['mode']} | {r['workers']} | {num(r['images_per_second'])} "
+            f"| {r['interpolation']} | {r['mode']} | {r['workers']} | {num(r['images_per_second'])} "
             f"| {num(r['albumentations_images_per_second'])} | {r['albumentations_speedup']}x "
             f"| {num(r['baseline_images_per_second'])} | {r['speedup']}x | {num(r['images_per_cpu_second'])} "
             f"| {num(r['albumentations_images_per_cpu_second'])} | {num(r['baseline_images_per_cpu_second'])} "

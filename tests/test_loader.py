@@ -218,6 +218,14 @@ def test_bench_loader_human_output_and_skipping_baselines(data_dir: Path) -> Non
     assert quick.exit_code == 0, quick.output
     out = json.loads(quick.stdout)
     assert out["baseline_images_per_second"] is None and out["albumentations_images_per_second"] is None
+    assert out["interpolation"] == "nearest"  # the default
+    quick = CliRunner().invoke(
+        app, [*args, "--no-baseline", "--no-albumentations", "--json", "--interpolation", "bilinear"]
+    )
+    assert quick.exit_code == 0 and json.loads(quick.stdout)["interpolation"] == "bilinear"
+    bad = CliRunner().invoke(app, [*args, "--interpolation", "cubic"])
+    assert bad.exit_code == 2 and "--interpolation" in bad.stderr and "bilinear" in bad.stderr
+    assert "Traceback" not in bad.output
 
 
 def test_bench_loader_without_albumentations_is_one_line_exit_2(

@@ -58,7 +58,7 @@ ORIGINAL_DESCRIPTION = (
 )
 ALBUMENTATIONS_DESCRIPTION = (
     "albumentations {version}, our AugConfig in our ShardDataset (same decode, CLAHE rule, collate): HorizontalFlip, "
-    "Affine(rotate, translate_percent, scale keep_ratio, x-shear; bilinear, black), ColorJitter(brightness, "
+    "Affine(rotate, translate_percent, scale keep_ratio, x-shear; our interpolation, black), ColorJitter(brightness, "
     "contrast), GaussianBlur(p, sigma), Normalize, Erasing(after normalisation, fill 0)"
 )
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -141,8 +141,11 @@ class AlbumentationsTransform:
     """Our augmentations as an albumentations 2.x `Compose`: `(uint8 HxW, rng) -> normalised float32 HxW`.
 
     A drop-in for `CpuTrainTransform` in `ShardDataset`, so the decode, CLAHE, resize and collate are ours;
-    albumentations draws from its own seeded generator (the `rng` argument is not used).
+    albumentations draws from its own seeded generator (the `rng` argument is not used, and
+    `draws_own_randomness` tells `ShardDataset` not to build one per sample).
     """
+
+    draws_own_randomness = True
 
     def __init__(self, cfg: AugConfig, mean: float = MEAN, std: float = STD, seed: int = 0) -> None:
         import cv2
@@ -158,7 +161,7 @@ class AlbumentationsTransform:
                     scale=cfg.scale,
                     keep_ratio=True,  # one zoom factor for both axes, as ours
                     shear={"x": (-cfg.shear_deg, cfg.shear_deg), "y": (0.0, 0.0)},
-                    interpolation=cv2.INTER_LINEAR,
+                    interpolation=cv2.INTER_NEAREST if cfg.interpolation == "nearest" else cv2.INTER_LINEAR,
                     border_mode=cv2.BORDER_CONSTANT,
                     fill=0,
                     p=1.0,

@@ -14,8 +14,9 @@ them alike):
 Per-core figures: with workers=0 everything runs in this process with one torch and one OpenCV thread;
 with workers=1 one worker process does the work. `images_per_cpu_second` (workers=0 only) divides by the
 process CPU time instead of wall time, which is steadier on a shared machine;
-`decode_only_images_per_cpu_second` is the image decode alone (the ceiling of any pipeline that decodes), and
-`decode_fraction` is ours per CPU-second over it.
+`decode_only_images_per_cpu_second` is the image decode alone (the ceiling of any pipeline that decodes; as many
+images per round as each pipeline times), and `decode_fraction` is ours per CPU-second over it, paired within
+each round (median of the rounds' ratios).
 """
 
 from __future__ import annotations
@@ -106,12 +107,12 @@ def _time_round(pipe: _Pipeline, batches: int, warmup: int) -> None:
     pipe.per_cpu.append(images / max(cpu, 1e-9))
 
 
-def _decode_rate(blobs: list[bytes]) -> float:
-    """Images per CPU-second of the image decode alone."""
+def _decode_rate(blobs: list[bytes], images: int) -> float:
+    """Images per CPU-second of the image decode alone, over `images` decodes (cycling through `blobs`)."""
     c0 = time.process_time()
-    for blob in blobs:
-        decode_image(blob)
-    return len(blobs) / max(time.process_time() - c0, 1e-9)
+    for i in range(images):
+        decode_image(blobs[i % len(blobs)])
+    return images / max(time.process_time() - c0, 1e-9)
 
 
 def _check(mode: str, workers: int, batches: int, batch_size: int, size: int, rounds: int) -> None:
@@ -166,14 +167,14 @@ def bench_loader(
     if baseline:
         original = OriginalDataset(index, rows, size)
         pipes["original"] = _Pipeline(_loader(original, sampler, batch_size, workers, _collate), _count, [], [])
-    blobs = [index.read_image_bytes(i) for i in range(min(100, len(index)))]
+    blobs = [index.read_image_bytes(i) for i in range(min(batches * batch_size, len(index)))]
     decode: list[float] = []
     threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)  # per-core figures; forked workers inherit it
     try:
         for _ in range(rounds):
-            decode.append(_decode_rate(blobs))
+            decode.append(_decode_rate(blobs, batches * batch_size))  # as many images as each pipeline times
             for pipe in pipes.values():
                 _time_round(pipe, batches, warmup)
     finally:
@@ -181,7 +182,7 @@ def bench_loader(
         cv2.setNumThreads(threads[1])
     return _result(pipes, decode, data_dir=data_dir, workers=workers, size=size, mode=resolved, clahe=clahe,
                    batch_size=batch_size, batches=batches, rounds=rounds, stored=stored,
-                   albu_version=albu_version)  # fmt: skip
+                   albu_version=albu_version, interpolation=aug.interpolation)  # fmt: skip
 
 
 def _median(values: list[float]) -> float:
@@ -211,6 +212,7 @@ def _result(pipes: dict[str, _Pipeline], decode: list[float], **run: Any) -> dic
         "workers": workers,
         "size": run["size"],
         "mode": run["mode"],
+        "interpolation": run["interpolation"],
         "baseline_images_per_second": per_second("original"),
         "speedup": ratio("original"),
         "albumentations_images_per_second": per_second("albumentations"),
@@ -219,7 +221,12 @@ def _result(pipes: dict[str, _Pipeline], decode: list[float], **run: Any) -> dic
         "baseline_images_per_cpu_second": per_cpu("original"),
         "albumentations_images_per_cpu_second": per_cpu("albumentations"),
         "decode_only_images_per_cpu_second": round(decode_rate, 1),
-        "decode_fraction": round(cpu["ours"] / decode_rate, 3) if workers == 0 else None,
+        # Paired per round (the decode is timed right before the pipelines of its round), then the median.
+        "decode_fraction": (
+            round(_median([o / d for o, d in zip(pipes["ours"].per_cpu, decode, strict=True)]), 3)
+            if workers == 0
+            else None
+        ),
         "gpu_augment": "cuda" if gpu and cuda else "skipped, no CUDA" if gpu else "n/a",
         "clahe_at_decode": run["clahe"],
         "batch_size": run["batch_size"],

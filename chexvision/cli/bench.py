@@ -34,14 +34,21 @@ def loader(
     albumentations: Annotated[
         bool, typer.Option(help="Also time our augmentations in albumentations 2.x (the dev extra).")
     ] = True,
+    interpolation: Annotated[
+        str, typer.Option(help="The augmentation warp's resampling: nearest (the default) | bilinear.")
+    ] = "nearest",
     as_json: JsonOpt = False,
 ) -> None:
     """Images/s from shard bytes to an augmented batch: ours, the original pipeline and albumentations, interleaved."""
     from chexvision.bench.loader import bench_loader
+    from chexvision.config import INTERPOLATIONS, AugConfig
+    from chexvision.errors import UnknownName
 
+    if interpolation not in INTERPOLATIONS:
+        raise UnknownName("--interpolation", interpolation, INTERPOLATIONS)
     result = bench_loader(
         data, workers=workers, batches=batches, batch_size=batch_size, mode=mode, size=size, rounds=rounds,
-        baseline=baseline, albumentations=albumentations,
+        baseline=baseline, albumentations=albumentations, aug=AugConfig(interpolation=interpolation),
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(result))
@@ -53,7 +60,8 @@ def _print_loader(result: dict[str, Any], *, size: int, workers: int, batch_size
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"input pipeline, {size} px, workers={workers}, batch {batch_size}, {result['rounds']} rounds")
+    table = Table(title=f"input pipeline, {size} px, workers={workers}, batch {batch_size}, {result['rounds']} rounds, "
+                        f"{result['interpolation']} warp")  # fmt: skip
     table.add_column("pipeline")
     table.add_column("images/s", justify="right")
     table.add_column("images/CPU-s", justify="right")
