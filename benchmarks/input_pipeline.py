@@ -6,9 +6,9 @@
 
 Same run, same shards, interleaved: each round times every pipeline once, in turn; figures are medians of rounds.
 `--components` instead prints what one image costs in each step of the CPU path (CPU microseconds, one thread,
-medians of interleaved rounds): the decode, the one warp (nearest, the default, and bilinear), the LUT into a
-batch buffer, the whole augmentation with each interpolation, and (what the loader no longer does) a float32
-batch stack.
+medians of interleaved rounds): the decode, the LUT, the one warp (nearest, the default, and bilinear) of the
+LUT's float image into a batch buffer, the whole augmentation with each interpolation, and (what the loader no
+longer does) a float32 batch stack.
 
 Without --data it writes synthetic data once to /tmp/chexvision-bench-<size>px-<images> (`chexvision data synth`).
 One JSON line per (mode, workers) on stdout, from `chexvision.bench.loader.bench_loader` (the same function
@@ -61,16 +61,18 @@ def _components(data: Path, rounds: int) -> None:
     mats = [np.array(_forward_2x3(p, h, w)).reshape(2, 3) for p in params]
     floats = [torch.from_numpy(normalize_cpu(im)).unsqueeze(0) for im in images[:32]]
     batch = np.zeros((len(images), h, w), dtype=np.float32)
-    scratch = np.empty((h, w), dtype=np.uint8)
+    scratch = np.empty((h, w), dtype=np.float32)
     lut = _normalize_lut(0.449, 0.226)
     steps = {
         "decode (cv2.imdecode, the decoder)": lambda i: decode_image(blobs[i]),
-        "warpAffine nearest (the default: all geometry)": lambda i: cv2.warpAffine(
-            images[i], mats[i], (w, h), scratch, flags=cv2.INTER_NEAREST
+        "LUT uint8 -> float32 (jitter + normalise; into a reused scratch)": lambda i: cv2.LUT(images[i], lut, scratch),
+        "LUT + warpAffine float32 nearest into the batch (the default)": lambda i: cv2.warpAffine(
+            cv2.LUT(images[i], lut, scratch), mats[i], (w, h), batch[i], flags=cv2.INTER_NEAREST
         ),
-        "warpAffine bilinear": lambda i: cv2.warpAffine(images[i], mats[i], (w, h), scratch, flags=cv2.INTER_LINEAR),
-        "LUT uint8 -> float32 into the batch (jitter + normalise)": lambda i: cv2.LUT(images[i], lut, batch[i]),
-        "augment_cpu nearest (whole augmentation, into the batch)": lambda i: augment_cpu(
+        "LUT + warpAffine float32 bilinear into the batch": lambda i: cv2.warpAffine(
+            cv2.LUT(images[i], lut, scratch), mats[i], (w, h), batch[i], flags=cv2.INTER_LINEAR
+        ),
+        "augment_cpu nearest (the whole augmentation, into the batch)": lambda i: augment_cpu(
             images[i], params[i], interpolation="nearest", out=batch[i], scratch=scratch
         ),
         "augment_cpu bilinear (into the batch)": lambda i: augment_cpu(

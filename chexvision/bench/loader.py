@@ -15,8 +15,9 @@ Per-core figures: with workers=0 everything runs in this process with one torch 
 with workers=1 one worker process does the work. `images_per_cpu_second` (workers=0 only) divides by the
 process CPU time instead of wall time, which is steadier on a shared machine;
 `decode_only_images_per_cpu_second` is the image decode alone (the ceiling of any pipeline that decodes; as many
-images per round as each pipeline times), and `decode_fraction` is ours per CPU-second over it, paired within
-each round (median of the rounds' ratios).
+images per round as each pipeline times, with workers=0 timed a batch at a time right before each of our timed
+batches), and `decode_fraction` is ours per CPU-second over it, paired within each round (median of the rounds'
+ratios).
 """
 
 from __future__ import annotations
@@ -83,8 +84,33 @@ def _loader(ds: Dataset[Any], sampler: Any, batch_size: int, workers: int, colla
     )  # fmt: skip
 
 
-def _time_round(pipe: _Pipeline, batches: int, warmup: int) -> None:
-    """Warm up (worker start-up, first reads), then time `batches` batches; workers stop after the round."""
+class _DecodeChunks:
+    """The decode alone, timed in chunks of one batch between the batches of the pipeline it is paired with."""
+
+    def __init__(self, blobs: list[bytes], batch_size: int) -> None:
+        self.blobs, self.batch_size, self.next = blobs, batch_size, 0
+        self.images, self.cpu = 0, 0.0
+
+    def chunk(self) -> None:
+        c0 = time.process_time()
+        for _ in range(self.batch_size):
+            decode_image(self.blobs[self.next % len(self.blobs)])
+            self.next += 1
+        self.cpu += time.process_time() - c0
+        self.images += self.batch_size
+
+    def rate(self) -> float:
+        """Images per CPU-second so far; starts a new count."""
+        rate = self.images / max(self.cpu, 1e-9)
+        self.images, self.cpu = 0, 0.0
+        return rate
+
+
+def _time_round(pipe: _Pipeline, batches: int, warmup: int, decode: _DecodeChunks | None = None) -> None:
+    """Warm up (worker start-up, first reads), then time `batches` batches; workers stop after the round.
+
+    With `decode`, a batch's worth of decode-only work is timed right before each timed batch (on its own clock).
+    """
     it = iter(pipe.loader)
 
     def next_batch() -> Any:
@@ -97,22 +123,18 @@ def _time_round(pipe: _Pipeline, batches: int, warmup: int) -> None:
 
     for _ in range(warmup):
         pipe.step(next_batch())
-    t0, c0, images = time.perf_counter(), time.process_time(), 0
+    wall = cpu = 0.0
+    images = 0
     for _ in range(batches):
+        if decode is not None:
+            decode.chunk()
+        t0, c0 = time.perf_counter(), time.process_time()
         images += pipe.step(next_batch())
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        wall, cpu = wall + time.perf_counter() - t0, cpu + time.process_time() - c0
     del it  # shuts the round's workers down before the next pipeline is timed
     pipe.images += images
     pipe.rates.append(images / wall)
     pipe.per_cpu.append(images / max(cpu, 1e-9))
-
-
-def _decode_rate(blobs: list[bytes], images: int) -> float:
-    """Images per CPU-second of the image decode alone, over `images` decodes (cycling through `blobs`)."""
-    c0 = time.process_time()
-    for i in range(images):
-        decode_image(blobs[i % len(blobs)])
-    return images / max(time.process_time() - c0, 1e-9)
 
 
 def _check(mode: str, workers: int, batches: int, batch_size: int, size: int, rounds: int) -> None:
@@ -173,10 +195,14 @@ def bench_loader(
     torch.set_num_threads(1)
     cv2.setNumThreads(1)  # per-core figures; forked workers inherit it
     try:
+        chunks = _DecodeChunks(blobs, batch_size)
         for _ in range(rounds):
-            decode.append(_decode_rate(blobs, batches * batch_size))  # as many images as each pipeline times
-            for pipe in pipes.values():
-                _time_round(pipe, batches, warmup)
+            if workers:  # the decode in this process would compete with the workers: before the round instead
+                for _ in range(batches):
+                    chunks.chunk()
+            for name, pipe in pipes.items():
+                _time_round(pipe, batches, warmup, chunks if name == "ours" and not workers else None)
+            decode.append(chunks.rate())
     finally:
         torch.set_num_threads(threads[0])
         cv2.setNumThreads(threads[1])

@@ -8,7 +8,8 @@ is small; the augmentation runs here on the whole batch: uint8 [B,1,H,W] on the 
 - geometry: ONE `affine_grid` + `grid_sample` for flip, rotation, translation, scale and shear, built from the
   same forward matrix as the CPU path (inverted in closed form, mapped to normalised coordinates; nearest or
   bilinear as `AugConfig.interpolation` says, zero padding = the CPU path's black border);
-- brightness/contrast: per-sample factors broadcast, with the same clamps as the CPU path;
+- brightness/contrast: per-sample factors broadcast, with the same clamps as the CPU path, before the geometry
+  (contrast about the mean of the image before the warp; the border gets the jittered black, as on the CPU path);
 - Gaussian blur: one grouped separable convolution with a per-sample kernel (a delta when not blurred);
 - random erasing: a per-sample rectangle mask, set to 0 after normalisation (the mean intensity).
 
@@ -180,13 +181,14 @@ def gpu_augment(
     if x.dim() != 4 or x.shape[1] != 1:
         raise ValueError(f"expected a [B,1,H,W] batch, got shape {tuple(x.shape)}")
     b, _, h, w = x.shape
-    img = x.float() / 255.0
+    img = (x.float() / 255.0 * params.brightness.view(b, 1, 1, 1)).clamp_(0.0, 1.0)
+    c = params.contrast.view(b, 1, 1, 1)
+    shift = (1.0 - c) * img.mean(dim=(1, 2, 3), keepdim=True)  # contrast about the image's mean, before the warp
+    img = (c * img + shift).clamp_(0.0, 1.0)
+    black = shift.clamp(0.0, 1.0)  # what the jitter makes of black: the warp's border, as on the CPU path
     theta = _inverse_theta(params, h, w)
     grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
-    img = F.grid_sample(img, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
-    img = (img * params.brightness.view(b, 1, 1, 1)).clamp_(0.0, 1.0)
-    c = params.contrast.view(b, 1, 1, 1)
-    img = (c * img + (1.0 - c) * img.mean(dim=(1, 2, 3), keepdim=True)).clamp_(0.0, 1.0)
+    img = F.grid_sample(img - black, grid, mode=interpolation, padding_mode="zeros", align_corners=False) + black
     if max_blur_sigma > 0:
         img = _blur(img, params.blur_sigma, blur_kernel_radius(max_blur_sigma))
     img = (img - mean) / std

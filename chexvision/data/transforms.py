@@ -8,15 +8,18 @@ same geometry.
 
 Why the CPU path is fast (the original ran eight torchvision v1 transforms on RGB PIL images):
 
-- all geometry (flip, rotation, translation, scale, shear) is composed in closed form into ONE 2x3 matrix and
-  applied with ONE `cv2.warpAffine` on the uint8 image (black border like torchvision's fill=0): one
-  resampling instead of three. `AugConfig.interpolation` picks it: "nearest" (the default: what the original
-  pipeline and torchxrayvision's training scripts use, torchvision's RandomRotation/RandomAffine default) or
-  "bilinear"; the bilinear warp costs about 0.8x a JPEG decode per 320 px image, nearest about 0.4x
-  (BENCHMARKS.md, `benchmarks/input_pipeline.py --components`);
 - brightness, contrast, the clamps between them and the normalisation are pointwise, so they collapse into
-  ONE 256-entry float32 look-up table applied by `cv2.LUT` (uint8 in, normalised float32 out); the contrast
-  mean is exact without a histogram (the clamped pixels' sum and count from one threshold pass);
+  ONE 256-entry float32 look-up table applied by `cv2.LUT` to the decoded image (uint8 in, normalised float32
+  out); the contrast mean is exact without a histogram (the clamped pixels' sum and count from one threshold
+  pass);
+- all geometry (flip, rotation, translation, scale, shear) is composed in closed form into ONE 2x3 matrix and
+  applied with ONE `cv2.warpAffine` to that float image, written straight into the batch: one resampling instead
+  of three. `AugConfig.interpolation` picks it: "nearest" (the default: what the original pipeline and
+  torchxrayvision's training scripts use, torchvision's RandomRotation/RandomAffine default) or "bilinear" (on
+  float values, so no rounding to uint8 between the steps). The border is the jittered black, what a black fill
+  becomes when the jitter comes after the geometry as in the original. Warping after the LUT costs less than
+  the LUT after a uint8 warp (the warp writes the batch once; the LUT's output stays in cache); the warp is most
+  of the cost (BENCHMARKS.md, `benchmarks/input_pipeline.py --components`);
 - the Gaussian blur (linear, so it commutes with the normalisation) runs in place on the float image, only when
   drawn, and erasing is a slice assignment.
 
@@ -31,7 +34,9 @@ Validation and test images get the same CLAHE decision and no augmentation.
 
 Deliberate differences from the original torchvision v1 pipeline: one resampling instead of three; blur
 kernels reach 3 sigma instead of a fixed 3x3; jitter is brightness then contrast (ColorJitter picks a random
-order of the two).
+order of the two); the contrast mean is that of the image before the geometry (the original's includes the black
+corners the rotation adds). Pointwise jitter commutes with a nearest-neighbour warp, so otherwise the order makes
+no difference there.
 """
 
 from __future__ import annotations
@@ -264,24 +269,27 @@ def augment_cpu(
 ) -> np.ndarray:
     """Apply one sample's augmentation to a uint8 HxW image; returns the normalised float32 HxW image.
 
-    Three passes over the image at most: one warp (uint8, `interpolation`), one LUT (uint8 -> float32: jitter +
-    normalisation), the blur when drawn (in place); erasing is a slice assignment. `out` (float32 HxW, e.g. a
-    slot of a batch buffer) receives the result; `scratch` (uint8 HxW) the warped image: no allocation.
+    Three passes over the image at most: one LUT (uint8 -> float32: jitter + normalisation) on the image, one warp
+    of that float image (`interpolation`; the border gets the jittered black), the blur when drawn (in place);
+    erasing is a slice assignment. `out` (float32 HxW, e.g. a slot of a batch buffer) receives the result;
+    `scratch` (float32 HxW) the LUT's output before the warp: no allocation.
     """
     import cv2
 
     height, width = img.shape
-    if _has_geometry(params):
-        m = _forward_2x3(params, height, width)
-        matrix = np.array((m[:3], m[3:]), dtype=np.float64)
-        flags = _CV2_INTERPOLATION[interpolation]
-        img = _into(cv2.warpAffine(img, matrix, (width, height), scratch, flags=flags,
-                                   borderMode=cv2.BORDER_CONSTANT), scratch)  # fmt: skip
     if params.brightness == 1.0 and params.contrast == 1.0:
         lut = _normalize_lut(mean, std)
     else:
         lut = _jitter_normalize_lut(img, params.brightness, params.contrast, mean, std)
-    result = _into(cv2.LUT(img, lut, out), out)
+    if _has_geometry(params):
+        levels = _into(cv2.LUT(img, lut, scratch), scratch)
+        m = _forward_2x3(params, height, width)
+        matrix = np.array((m[:3], m[3:]), dtype=np.float64)
+        warped = cv2.warpAffine(levels, matrix, (width, height), out, flags=_CV2_INTERPOLATION[interpolation],
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=float(lut[0]))  # fmt: skip
+        result = _into(warped, out)
+    else:
+        result = _into(cv2.LUT(img, lut, out), out)
     if params.blur_sigma > 0:
         k = 2 * blur_kernel_radius(params.blur_sigma) + 1
         cv2.GaussianBlur(result, (k, k), params.blur_sigma, dst=result, borderType=cv2.BORDER_REFLECT_101)
@@ -319,7 +327,7 @@ class CpuTrainTransform:
             return _into(normalize_cpu(img, self.mean, self.std, out=out), out)
         params = params_from_uniforms(self.cfg, uniforms, *img.shape)
         if self._scratch is None or self._scratch.shape != img.shape:
-            self._scratch = np.empty(img.shape, dtype=np.uint8)
+            self._scratch = np.empty(img.shape, dtype=np.float32)
         return augment_cpu(img, params, self.mean, self.std, interpolation=self.cfg.interpolation, out=out,
                            scratch=self._scratch if out is not None else None)  # fmt: skip
 
