@@ -27,6 +27,21 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nih"
 pytest_plugins = ["fakes.kaggle"]  # the fake Kaggle client's fixtures (fake_kaggle, kaggle_dispatch)
 
 
+def _build_each_cli_once() -> None:
+    """Typer's CliRunner converts the app to its click command tree on every `invoke` (~0.08 s for `chexvision`,
+    hundreds of times a run); convert each app once. Every command is registered at import (cli/main.py `_wire`), and
+    a click command tree is reusable (what `chexvision` builds at start-up, minus the rebuild)."""
+    import functools
+
+    import typer.testing
+
+    if hasattr(typer.testing, "_get_command"):  # a private helper of Typer's: without it, tests just run slower
+        typer.testing._get_command = functools.cache(typer.testing._get_command)
+
+
+_build_each_cli_once()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives headless Chromium (skipped without it outside CI)")
 

@@ -46,7 +46,7 @@ def test_local_smoke_run_fetches_a_valid_run_dir(monkeypatch: pytest.MonkeyPatch
     deadline = time.monotonic() + 240
     record = runs.get_run(run_id)
     while not record.status.is_terminal() and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.2)
         record = runs.get_run(run_id)
     assert record.status == RunStatus.COMPLETE, f"{record.failure_reason}\n{runs.run_logs(run_id)[-3000:]}"
     fetched = CliRunner().invoke(app, ["fetch", "--run", run_id, "--no-publish"])

@@ -48,7 +48,10 @@ def test_killed_run_resumes_to_the_same_history(tmp_path: Path) -> None:
     write_synthetic(data, 200, 64, 21)
     env = {**os.environ, "CI": "1"}
 
-    subprocess.run(_train_cmd(data, tmp_path / "full"), check=True, env=env, capture_output=True, timeout=300)
+    # The uninterrupted run goes alongside the one that is killed (independent folders, same seed): two cores.
+    full_log = tmp_path / "full.log"
+    with full_log.open("wb") as log:
+        full = subprocess.Popen(_train_cmd(data, tmp_path / "full"), env=env, stdout=log, stderr=log)
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_train_cmd(data, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -65,6 +68,7 @@ def test_killed_run_resumes_to_the_same_history(tmp_path: Path) -> None:
                              text=True, timeout=300)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["status"] == "complete"
+    assert full.wait(timeout=300) == 0, full_log.read_text()[-3000:]
 
     full_history = json.loads((tmp_path / "full" / "history.json").read_text())
     killed_history = json.loads((killed / "history.json").read_text())

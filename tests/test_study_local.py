@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from chexvision import remote
@@ -33,6 +34,7 @@ split_scheme = "patient"
 [backend]
 name = "local"
 time_budget = 0.0001                # 0.36 s: a session stops after its first epoch (seresnet is continued)
+max_concurrent = 2                  # both models train at once (the default local limit is 1): two cores
 
 [evaluation]
 bootstrap = 20
@@ -45,7 +47,10 @@ hub_dir = "{hub}"
 """
 
 
-def test_a_local_study_runs_continues_evaluates_publishes_and_reports(tmp_path: Path) -> None:
+def test_a_local_study_runs_continues_evaluates_publishes_and_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPATCH_KERNEL_SKIP_PROBES", "1")  # each kernel's torch version probe: ~3 s, not checked here
     hub = tmp_path / "hub"
     study = tmp_path / "e2e.toml"
     study.write_text(STUDY.format(hub=hub))

@@ -134,3 +134,18 @@ def test_study_status_and_a_dispatch_pass_import_no_torch(tmp_path: Path) -> Non
     assert run["status"] == "running" and run["chain"] == [run["run_id"]]
     subprocess.run([sys.executable, "-m", "chexvision", "study", "cancel", "t"], env=env, timeout=120, check=True,
                    capture_output=True)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("backend", "want"),
+    [
+        ('[backend]\nname = "local"\n', 1),  # local: one run at a time by default
+        ('[backend]\nname = "local"\nmax_concurrent = 2\n', 2),  # unless the study says
+        ('[backend]\nname = "kaggle"\n', 2),  # Kaggle: its two sessions
+        ('[backend]\nname = "kaggle"\nmax_concurrent = 5\n', 2),  # never more than the backend allows
+    ],
+)
+def test_runs_at_once_follow_the_backend_and_the_study(tmp_path: Path, backend: str, want: int) -> None:
+    from chexvision.study.driver import _limit
+
+    assert _limit(load_study(_write(tmp_path, MINIMAL + backend))) == want
