@@ -60,13 +60,12 @@ def _print_loader(result: dict[str, Any], *, size: int, workers: int, batch_size
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"input pipeline, {size} px, workers={workers}, batch {batch_size}, {result['rounds']} rounds, "
-                        f"{result['interpolation']} warp")  # fmt: skip
+    table = Table(title=f"input pipeline, {size} px, workers={workers}, batch {batch_size}, {result['rounds']} rounds")
     table.add_column("pipeline")
     table.add_column("images/s", justify="right")
     table.add_column("images/CPU-s", justify="right")
     table.add_column("ours is", justify="right")
-    table.add_row(f"ours ({result['mode']})", f"{result['images_per_second']:.0f}",
+    table.add_row(f"ours ({result['mode']}, {result['interpolation']})", f"{result['images_per_second']:.0f}",
                   _num(result["images_per_cpu_second"]), "")  # fmt: skip
     for name, key in (("albumentations", "albumentations"), ("original", "baseline")):
         if result[f"{key}_images_per_second"] is not None:
