@@ -108,23 +108,7 @@ class ShardDataset(Dataset[Item | None]):
         return len(self.indices)
 
     def __getitem__(self, key: int | tuple[int, int]) -> Item | None:
-        k, epoch = (key, None) if isinstance(key, int | np.integer) else key
-        img = self.load_image(int(k))
-        if img is None:
-            return None
-        if self.output == "uint8":
-            out = img
-        elif isinstance(self.transform, CpuTrainTransform) and epoch is not None:
-            out = self.transform.apply(img, sample_uniforms(self.seed, np.array([epoch]), self.indices[[k]])[0])
-        elif self.transform is not None:
-            out = self.transform(img, self._other_rng(k, epoch))
-        else:
-            out = self.prep.normalize(img)
-        return (
-            torch.from_numpy(out).unsqueeze(0),
-            torch.from_numpy(self.labels14[k]),
-            torch.tensor(self.binary[k]),
-        )
+        return self.__getitems__([key])[0]  # one item is a batch of one: one code path, the same draws
 
     def __getitems__(self, keys: list[Any]) -> list[Item | None]:
         """A whole batch at once (DataLoader calls this for batched sampling): the items' tensors are views of
@@ -164,14 +148,9 @@ class ShardDataset(Dataset[Item | None]):
     def _other_rng(self, k: int, epoch: int | None) -> np.random.Generator:
         """The generator a transform other than ours gets: per sample (seed, epoch, index), unless the transform
         says it draws from its own (`draws_own_randomness`, the albumentations baseline): then it is not built."""
-        if getattr(self.transform, "draws_own_randomness", False):
+        if epoch is None or getattr(self.transform, "draws_own_randomness", False):
             return self._stream_rng()
-        return self._rng(k, epoch)
-
-    def _rng(self, k: int, epoch: int | None) -> np.random.Generator:
-        if epoch is not None:
-            return np.random.default_rng((self.seed, int(epoch), int(self.indices[k])))
-        return self._stream_rng()
+        return np.random.default_rng((self.seed, int(epoch), int(self.indices[k])))
 
     def _stream_rng(self) -> np.random.Generator:
         # A plain index (a sampler other than ours): a per-process stream, so epochs still differ.

@@ -324,7 +324,7 @@ class CpuTrainTransform:
 
     def apply(self, img: np.ndarray, uniforms: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if not self.cfg.enabled:
-            return _into(normalize_cpu(img, self.mean, self.std, out=out), out)
+            return normalize_cpu(img, self.mean, self.std, out)
         params = params_from_uniforms(self.cfg, uniforms, *img.shape)
         if self._scratch is None or self._scratch.shape != img.shape:
             self._scratch = np.empty(img.shape, dtype=np.float32)
