@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
+
+if TYPE_CHECKING:
+    from chexvision.data.build import BuildResult
+    from chexvision.data.external.build import ExternalBuildResult
 from rich.console import Console
 from rich.table import Table
 
@@ -174,13 +178,7 @@ def build(
     if as_json:
         typer.echo(json.dumps(_build_json(result)))
         return
-    _console.print(
-        f"{result.images:,} images in {len(result.shards)} shards at {result.size} px "
-        f"(CLAHE {'on' if result.clahe else 'off'}) -> {result.out_dir} "
-        f"[{result.built_shards} built, {result.resumed_shards} already complete, {result.seconds:.1f} s]; "
-        f"labels: {result.labels}",
-        markup=False,
-    )
+    _console.print(f"{_built_line(result, 'images')}; labels: {result.labels}", markup=False)
     if result.not_in_metadata:
         _console.print(
             f"[yellow]skipped {len(result.not_in_metadata)} images not in the metadata:[/] "
@@ -248,12 +246,7 @@ def _build_external(
     if as_json:
         typer.echo(json.dumps(_build_json_external(result)))
         return
-    _console.print(
-        f"{result.images:,} {result.source} images in {len(result.shards)} shards at {result.size} px "
-        f"(CLAHE {'on' if result.clahe else 'off'}) -> {result.out_dir} "
-        f"[{result.built_shards} built, {result.resumed_shards} already complete, {result.seconds:.1f} s]",
-        markup=False,
-    )
+    _console.print(_built_line(result, f"{result.source} images"), markup=False)
     left = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.counts.items()
                      if k not in ("rows", "uncertain_cells") and v)  # fmt: skip
     _console.print(f"{result.counts.get('rows', 0):,} rows read; left out: {left or 'none'}", markup=False)
@@ -431,3 +424,12 @@ def register(app: typer.Typer) -> None:
     app.command("transcode")(transcode)
     app.command("eda")(eda)
     app.command("synth")(synth)
+
+
+def _built_line(result: BuildResult | ExternalBuildResult, what: str) -> str:
+    """The summary line of a shard build (`data build`, NIH or external): images, shards, size, CLAHE, where, resume."""
+    return (
+        f"{result.images:,} {what} in {len(result.shards)} shards at {result.size} px "
+        f"(CLAHE {'on' if result.clahe else 'off'}) -> {result.out_dir} "
+        f"[{result.built_shards} built, {result.resumed_shards} already complete, {result.seconds:.1f} s]"
+    )
