@@ -8,6 +8,7 @@ import io
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +174,23 @@ def _table_records() -> list[RunRecord]:
         return reg.list()
 
 
+def _freeze_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The view's `datetime.now` stands still from here on: the table and the columns it is checked against
+    show the same ages (else an age can tick over to the next second between the two)."""
+    frozen = datetime.now(UTC)
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Frozen:
+            return cls.fromtimestamp(frozen.timestamp(), tz)
+
+    monkeypatch.setattr(view, "datetime", Frozen)
+
+
 @pytest.mark.parametrize("width", [80, 120])
-def test_status_table_fits_the_terminal_without_splitting_a_word(width: int) -> None:
+def test_status_table_fits_the_terminal_without_splitting_a_word(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
     records = _table_records()
+    _freeze_clock(monkeypatch)
     console, buf = _console(width)
     view.print_table(records, console)
     text = buf.getvalue()
