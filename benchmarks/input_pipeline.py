@@ -7,8 +7,8 @@
 Same run, same shards, interleaved: each round times every pipeline once, in turn; figures are medians of rounds.
 `--components` instead prints what one image costs in each step of the CPU path (CPU microseconds, one thread,
 medians of interleaved rounds): the decode, the LUT, the one warp (nearest, the default, and bilinear) of the
-LUT's float image into a batch buffer, the whole augmentation with each interpolation, and (what the loader no
-longer does) a float32 batch stack.
+LUT's float image into a batch buffer, the whole augmentation with each interpolation (one image at a time, and
+in batches of 32 as the loader runs it), and (what the loader no longer does) a float32 batch stack.
 
 Without --data it writes synthetic data once to /tmp/chexvision-bench-<size>px-<images> (`chexvision data synth`).
 One JSON line per (mode, workers) on stdout, from `chexvision.bench.loader.bench_loader` (the same function
@@ -48,7 +48,15 @@ def _components(data: Path, rounds: int) -> None:
 
     from chexvision.config import AugConfig
     from chexvision.data.shards import ShardIndex, decode_image
-    from chexvision.data.transforms import _forward_2x3, _normalize_lut, augment_cpu, normalize_cpu, sample_params
+    from chexvision.data.transforms import (
+        BatchParams,
+        _normalize_lut,
+        affine_matrix,
+        augment_batch_cpu,
+        augment_cpu,
+        normalize_cpu,
+        sample_params,
+    )
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -58,7 +66,8 @@ def _components(data: Path, rounds: int) -> None:
     h, w = images[0].shape
     rng = np.random.default_rng(0)
     params = [sample_params(AugConfig(), rng, h, w) for _ in images]
-    mats = [np.array(_forward_2x3(p, h, w)).reshape(2, 3) for p in params]
+    mats = [affine_matrix(p, h, w)[:2] for p in params]
+    batched = [BatchParams.of(params[i : i + 32]) for i in range(0, len(params), 32)]  # drawn per batch, as the loader
     floats = [torch.from_numpy(normalize_cpu(im)).unsqueeze(0) for im in images[:32]]
     batch = np.zeros((len(images), h, w), dtype=np.float32)
     scratch = np.empty((h, w), dtype=np.float32)
@@ -77,6 +86,11 @@ def _components(data: Path, rounds: int) -> None:
         ),
         "augment_cpu bilinear (into the batch)": lambda i: augment_cpu(
             images[i], params[i], interpolation="bilinear", out=batch[i], scratch=scratch
+        ),
+        "augment_batch_cpu nearest, batches of 32 (what the loader runs; per image)": lambda i: (
+            augment_batch_cpu(images[i : i + 32], batched[i // 32], batch[i : i + 32], scratch=scratch)
+            if i % 32 == 0
+            else None
         ),
         "torch.stack of float32 [1,H,W] (per image; not done since the batched fetch)": lambda i: (
             torch.stack(floats) if i < 1 else None

@@ -22,8 +22,10 @@ from chexvision.data.transforms import (
     STD,
     AugConfig,
     AugParams,
+    BatchParams,
     CpuTrainTransform,
     apply_clahe,
+    augment_batch_cpu,
     augment_cpu,
     normalize_cpu,
     params_from_uniforms,
@@ -193,6 +195,35 @@ def test_transform_writes_into_the_given_buffer(image: np.ndarray) -> None:
     np.testing.assert_array_equal(
         out, augment_cpu(image, params_from_uniforms(AugConfig(blur_p=1.0, erase_p=1.0), u, SIZE, SIZE))
     )
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_a_batch_augments_each_image_as_it_would_alone(image: np.ndarray, interpolation: str) -> None:
+    cfg = AugConfig(blur_p=0.5, erase_p=0.5, interpolation=interpolation)
+    images: list[np.ndarray | None] = [np.roll(image, 7 * j, axis=j % 2) for j in range(6)]
+    images[2] = None  # a failed sample: its row is left as it was
+    u = sample_uniforms(1, 0, np.arange(6))
+    out = np.full((6, SIZE, SIZE), np.nan, dtype=np.float32)
+    result = CpuTrainTransform(cfg).apply_batch(images, u, out)
+    assert result is out and np.isnan(out[2]).all()
+    batch_params = BatchParams.from_uniforms(cfg, u, SIZE, SIZE)
+    drawn = [batch_params.row(j) for j in range(6)]
+    assert drawn == [params_from_uniforms(cfg, u[j], SIZE, SIZE) for j in range(6)]
+    assert any(p.erase for p in drawn) and any(p.blur_sigma for p in drawn) and not all(p.blur_sigma for p in drawn)
+    assert BatchParams.of(drawn).row(3) == drawn[3]
+    for j, img in enumerate(images):
+        if img is not None:
+            alone = augment_cpu(img, drawn[j], interpolation=interpolation)
+            np.testing.assert_array_equal(out[j], alone)
+            np.testing.assert_array_equal(out[j], CpuTrainTransform(cfg).apply(img, u[j]))
+
+
+def test_a_batch_refuses_images_of_another_size(image: np.ndarray) -> None:
+    params = BatchParams.of([AugParams(angle=3.0)] * 2)
+    with pytest.raises(ValueError, match="image 1"):
+        augment_batch_cpu([image, image[:-1]], params, np.empty((2, SIZE, SIZE), dtype=np.float32))
+    with pytest.raises(ValueError, match="parameter rows"):
+        augment_batch_cpu([image], params, np.empty((1, SIZE, SIZE), dtype=np.float32))
 
 
 def test_gpu_params_follow_the_config() -> None:

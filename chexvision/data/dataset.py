@@ -113,32 +113,30 @@ class ShardDataset(Dataset[Item | None]):
     def __getitems__(self, keys: list[Any]) -> list[Item | None]:
         """A whole batch at once (DataLoader calls this for batched sampling): the items' tensors are views of
         one [n, 1, H, W] buffer (in shared memory inside a worker) that each image is written into, so
-        `DropFailedCollate` hands the buffer on instead of stacking copies; each training sample draws its
-        augmentation from its own (seed, epoch, index) uniforms, as one item would."""
+        `DropFailedCollate` hands the buffer on instead of stacking copies. The images are decoded first, then
+        the CPU path augments them together (`CpuTrainTransform.apply_batch`: parameters, matrices and LUTs
+        for the batch in a few vectorised steps); each training sample draws its augmentation from its own
+        (seed, epoch, index) uniforms, as one item would."""
         ks, epochs = _split_keys(keys)
         n = len(ks)
         images = _batch_buffer((n, 1, self.size, self.size), torch.uint8 if self.output == "uint8" else torch.float32)
-        slots = images.numpy()
-        uniforms = self._uniforms(ks, epochs) if self.output == "float" and self.transform is not None else None
+        slots = images.numpy()[:, 0]
         views = zip(images.unbind(0), torch.from_numpy(self.labels14[ks]).unbind(0),
                     torch.from_numpy(self.binary[ks]).unbind(0), strict=True)  # fmt: skip
-        items: list[Item | None] = []
-        for j, (k, item) in enumerate(zip(ks.tolist(), views, strict=True)):
-            img = self.load_image(k)
-            if img is None:
-                items.append(None)
-                continue
-            slot = slots[j, 0]
-            if self.output == "uint8":
-                slot[...] = img
-            elif self.transform is None:
-                self.prep.normalize(img, out=slot)
-            elif uniforms is not None and isinstance(self.transform, CpuTrainTransform):
-                self.transform.apply(img, uniforms[j], out=slot)
-            else:  # another transform (a baseline's): its own draws, our buffer
-                slot[...] = self.transform(img, self._other_rng(k, None if epochs is None else int(epochs[j])))
-            items.append(item)
-        return items
+        imgs = [self.load_image(k) for k in ks.tolist()]
+        if self.output == "float" and isinstance(self.transform, CpuTrainTransform):
+            self.transform.apply_batch(imgs, self._uniforms(ks, epochs), out=slots)  # the whole batch at once
+        else:
+            for j, (k, img) in enumerate(zip(ks.tolist(), imgs, strict=True)):
+                if img is None:
+                    continue
+                if self.output == "uint8":
+                    slots[j] = img
+                elif self.transform is None:
+                    self.prep.normalize(img, out=slots[j])
+                else:  # another transform (a baseline's): its own draws, our buffer
+                    slots[j] = self.transform(img, self._other_rng(k, None if epochs is None else int(epochs[j])))
+        return [item if img is not None else None for img, item in zip(imgs, views, strict=True)]
 
     def _uniforms(self, ks: np.ndarray, epochs: np.ndarray | None) -> np.ndarray:
         if epochs is not None:

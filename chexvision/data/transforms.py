@@ -21,7 +21,11 @@ Why the CPU path is fast (the original ran eight torchvision v1 transforms on RG
   the LUT after a uint8 warp (the warp writes the batch once; the LUT's output stays in cache); the warp is most
   of the cost (BENCHMARKS.md, `benchmarks/input_pipeline.py --components`);
 - the Gaussian blur (linear, so it commutes with the normalisation) runs in place on the float image, only when
-  drawn, and erasing is a slice assignment.
+  drawn, and erasing is a slice assignment;
+- a batch at a time (`augment_batch_cpu`, what the loader calls): the batch's parameters (`BatchParams`), its
+  matrices and its LUTs come from a few vectorised numpy steps, so per image only the OpenCV calls are left (the
+  per-sample Python it replaces cost about as much as the LUT). One image is a batch of one (`augment_cpu`):
+  the same code, the same result.
 
 CLAHE is deterministic, so it is not a per-epoch augmentation: `chexvision data build` applies it once when
 it writes the shards and records `"clahe": true` in `dataset.json`. Data sets that do not say so (the
@@ -43,7 +47,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +65,11 @@ __all__ = [
     "STD",
     "AugConfig",
     "AugParams",
+    "BatchParams",
     "CpuTrainTransform",
     "affine_matrix",
     "apply_clahe",
+    "augment_batch_cpu",
     "augment_cpu",
     "blur_kernel_radius",
     "normalize_cpu",
@@ -96,34 +102,86 @@ class AugParams:
 N_UNIFORMS = 15  # uniforms one sample's augmentation draws (`params_from_uniforms`)
 
 
+@dataclass(frozen=True)
+class BatchParams:
+    """A batch's drawn augmentation as columns, one row per sample (what `augment_batch_cpu` applies).
+
+    Built from uniforms for a whole batch at once (`from_uniforms`, vectorised: the loader's path) or from
+    `AugParams` (`of`); `row(j)` is sample j's `AugParams`.
+    """
+
+    flip: np.ndarray  # bool [n]
+    angle: np.ndarray  # degrees, float64 [n]
+    translate: np.ndarray  # (x, y) pixels, float64 [n, 2]
+    scale: np.ndarray
+    shear: np.ndarray  # x-shear, degrees
+    brightness: np.ndarray
+    contrast: np.ndarray
+    blur_sigma: np.ndarray  # pixels; 0 = no blur
+    erase: np.ndarray  # (top, left, height, width) pixels, int64 [n, 4]; height 0 = no erasing
+
+    def __len__(self) -> int:
+        return len(self.flip)
+
+    @classmethod
+    def from_uniforms(cls, cfg: AugConfig, u: np.ndarray, height: int, width: int) -> BatchParams:
+        """Parameters from `N_UNIFORMS` uniforms in [0, 1) per row (`sample_uniforms`), same draw per row as
+        `params_from_uniforms`."""
+        u = np.asarray(u, dtype=np.float64).reshape(-1, N_UNIFORMS)
+        t = cfg.translate
+        erase = np.zeros((len(u), 4), dtype=np.int64)
+        for j in np.flatnonzero(u[:, 9] < cfg.erase_p).tolist():  # rare (p 0.1): per row, in Python
+            eh, ew = _erase_size(cfg, float(u[j, 10]), float(u[j, 11]), height, width)
+            top = min(int(u[j, 13] * (height - eh + 1)), height - eh)
+            left = min(int(u[j, 14] * (width - ew + 1)), width - ew)
+            erase[j] = (top, left, eh, ew)
+        return cls(
+            flip=u[:, 0] < cfg.flip_p,
+            angle=_between(u[:, 1], -cfg.rotate_deg, cfg.rotate_deg),
+            translate=np.stack([_between(u[:, 2], -t, t) * width, _between(u[:, 3], -t, t) * height], axis=1),
+            scale=_between(u[:, 4], *cfg.scale),
+            shear=_between(u[:, 5], -cfg.shear_deg, cfg.shear_deg),
+            brightness=_between(u[:, 6], 1.0 - cfg.brightness, 1.0 + cfg.brightness),
+            contrast=_between(u[:, 7], 1.0 - cfg.contrast, 1.0 + cfg.contrast),
+            blur_sigma=np.where(u[:, 8] < cfg.blur_p, _between(u[:, 12], *cfg.blur_sigma), 0.0),
+            erase=erase,
+        )
+
+    @classmethod
+    def of(cls, params: Sequence[AugParams]) -> BatchParams:
+        def col(name: str) -> np.ndarray:
+            return np.array([getattr(p, name) for p in params], dtype=np.float64)
+
+        return cls(
+            flip=np.array([p.flip for p in params], dtype=bool),
+            angle=col("angle"),
+            translate=col("translate").reshape(len(params), 2),
+            scale=col("scale"),
+            shear=col("shear"),
+            brightness=col("brightness"),
+            contrast=col("contrast"),
+            blur_sigma=col("blur_sigma"),
+            erase=np.array([p.erase or (0, 0, 0, 0) for p in params], dtype=np.int64).reshape(len(params), 4),
+        )
+
+    def row(self, j: int) -> AugParams:
+        top, left, eh, ew = self.erase[j].tolist()
+        tx, ty = self.translate[j].tolist()
+        return AugParams(
+            flip=bool(self.flip[j]), angle=float(self.angle[j]), translate=(tx, ty), scale=float(self.scale[j]),
+            shear=float(self.shear[j]), brightness=float(self.brightness[j]), contrast=float(self.contrast[j]),
+            blur_sigma=float(self.blur_sigma[j]), erase=(top, left, eh, ew) if eh else None,
+        )  # fmt: skip
+
+
 def sample_params(cfg: AugConfig, rng: np.random.Generator, height: int, width: int) -> AugParams:
     """Draw one sample's augmentation parameters."""
     return params_from_uniforms(cfg, rng.random(N_UNIFORMS), height, width)
 
 
-def params_from_uniforms(cfg: AugConfig, u: np.ndarray | list[float], height: int, width: int) -> AugParams:
+def params_from_uniforms(cfg: AugConfig, u: np.ndarray | Sequence[float], height: int, width: int) -> AugParams:
     """One sample's augmentation parameters from `N_UNIFORMS` uniforms in [0, 1) (`sample_uniforms`)."""
-    u = u.tolist() if isinstance(u, np.ndarray) else u  # Python floats: cheaper to index and compare
-    erase = None
-    if u[9] < cfg.erase_p:
-        eh, ew = _erase_size(cfg, float(u[10]), float(u[11]), height, width)
-        top = min(int(u[13] * (height - eh + 1)), height - eh)
-        left = min(int(u[14] * (width - ew + 1)), width - ew)
-        erase = (top, left, eh, ew)
-    return AugParams(
-        flip=bool(u[0] < cfg.flip_p),
-        angle=_between(u[1], -cfg.rotate_deg, cfg.rotate_deg),
-        translate=(
-            _between(u[2], -cfg.translate, cfg.translate) * width,
-            _between(u[3], -cfg.translate, cfg.translate) * height,
-        ),
-        scale=_between(u[4], *cfg.scale),
-        shear=_between(u[5], -cfg.shear_deg, cfg.shear_deg),
-        brightness=_between(u[6], 1.0 - cfg.brightness, 1.0 + cfg.brightness),
-        contrast=_between(u[7], 1.0 - cfg.contrast, 1.0 + cfg.contrast),
-        blur_sigma=_between(u[12], *cfg.blur_sigma) if u[8] < cfg.blur_p else 0.0,
-        erase=erase,
-    )
+    return BatchParams.from_uniforms(cfg, np.asarray(u, dtype=np.float64)[None], height, width).row(0)
 
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment (2^64 / golden ratio)
@@ -156,8 +214,9 @@ def sample_uniforms(seed: int, epochs: int | np.ndarray, indices: np.ndarray, n:
     return bits.astype(np.float64) * (1.0 / 2**53)
 
 
-def _between(u: float, low: float, high: float) -> float:
-    return float(low + (high - low) * u)
+def _between(u: Any, low: float, high: float) -> Any:
+    """low + (high - low) u, elementwise for arrays (the same float64 operations for a float or an array)."""
+    return low + (high - low) * u
 
 
 def _erase_size(cfg: AugConfig, u_area: float, u_ratio: float, height: int, width: int) -> tuple[int, int]:
@@ -169,22 +228,18 @@ def _erase_size(cfg: AugConfig, u_area: float, u_ratio: float, height: int, widt
     return eh, ew
 
 
-def _linear_part(params: AugParams) -> tuple[float, float, float, float]:
-    """The 2x2 forward matrix L = R(angle) @ Shear @ scale @ Flip as (l00, l01, l10, l11)."""
-    a, k = math.radians(params.angle), math.tan(math.radians(params.shear))
-    cos, sin = math.cos(a) * params.scale, math.sin(a) * params.scale
-    fx = -1.0 if params.flip else 1.0
-    return cos * fx, cos * k - sin, sin * fx, sin * k + cos
-
-
-def _forward_2x3(params: AugParams, height: int, width: int) -> tuple[float, ...]:
-    """Forward 2x3 affine matrix (row major) of all the geometry; see `affine_matrix`."""
-    l00, l01, l10, l11 = _linear_part(params)
+def _matrices(p: BatchParams, height: int, width: int) -> np.ndarray:
+    """Forward 2x3 affine matrices [n, 2, 3] of all the geometry, one per sample; see `affine_matrix`."""
+    a, k = np.radians(p.angle), np.tan(np.radians(p.shear))
+    cos, sin = np.cos(a) * p.scale, np.sin(a) * p.scale
+    fx = np.where(p.flip, -1.0, 1.0)
+    # L = R(angle) @ Shear @ scale @ Flip. p_out = L0 (F p - c) + c + t; the flip about the centre gives
+    # F p - c = (fx (x - cx), y - cy), and L holds L0 diag(fx, 1): p_out = L (p - c) + c + t.
+    l00, l01, l10, l11 = cos * fx, cos * k - sin, sin * fx, sin * k + cos
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    tx, ty = params.translate
-    # p_out = L0 (F p - c) + c + t; the flip about the centre gives F p - c = (fx (x - cx), y - cy), and L holds
-    # L0 diag(fx, 1): p_out = L (p - c) + c + t.
-    return (l00, l01, cx + tx - l00 * cx - l01 * cy, l10, l11, cy + ty - l10 * cx - l11 * cy)
+    tx, ty = p.translate[:, 0], p.translate[:, 1]
+    rows = (l00, l01, cx + tx - l00 * cx - l01 * cy, l10, l11, cy + ty - l10 * cx - l11 * cy)
+    return np.stack(rows, axis=1).reshape(-1, 2, 3)
 
 
 def affine_matrix(params: AugParams, height: int, width: int) -> np.ndarray:
@@ -193,12 +248,11 @@ def affine_matrix(params: AugParams, height: int, width: int) -> np.ndarray:
     Order: flip, then scale, shear, rotation about the image centre, then translation (composed in closed
     form: one matrix, one resampling).
     """
-    m = _forward_2x3(params, height, width)
-    return np.array([m[:3], m[3:], (0.0, 0.0, 1.0)], dtype=np.float64)
+    return np.vstack([_matrices(BatchParams.of([params]), height, width)[0], (0.0, 0.0, 1.0)])
 
 
-def _has_geometry(p: AugParams) -> bool:
-    return bool(p.flip or p.angle or p.scale != 1.0 or p.shear or p.translate != (0.0, 0.0))
+def _has_geometry(p: BatchParams) -> np.ndarray:
+    return p.flip | (p.angle != 0) | (p.scale != 1.0) | (p.shear != 0) | (p.translate != 0).any(axis=1)
 
 
 def blur_kernel_radius(sigma: float) -> int:
@@ -227,19 +281,28 @@ def _brightened_mean(img: np.ndarray, brightness: float) -> float:
     return (brightness * (total - above_sum) / 255.0 + above_n) / n
 
 
-def _jitter_normalize_lut(img: np.ndarray, brightness: float, contrast: float, mean: float, std: float) -> np.ndarray:
-    """256-entry float32 LUT: brightness (clamped), contrast about the image mean (clamped), normalisation.
+def _jitter_luts(images: Sequence[np.ndarray | None], p: BatchParams, mean: float, std: float) -> np.ndarray:
+    """[n, 256] float32 LUTs, one per sample: brightness (clamped), contrast about the image mean (clamped),
+    normalisation; a sample without jitter gets the plain normalisation's LUT.
 
-    In closed form, one multiply-add and one clamp over the 256 levels: with v = min(b x, 1) and contrast c > 0,
-    clip(c v + (1 - c) m, 0, 1) = clip(c b x + k, 0, min(1, c + k)) where k = (1 - c) m, because
-    c min(b x, 1) + k = min(c b x + k, c + k); the normalisation is affine, so it maps the bounds too.
+    In closed form, one multiply-add and one clamp over the 256 levels (for the whole batch at once): with
+    v = min(b x, 1) and contrast c > 0, clip(c v + (1 - c) m, 0, 1) = clip(c b x + k, 0, min(1, c + k)) where
+    k = (1 - c) m, because c min(b x, 1) + k = min(c b x + k, c + k); the normalisation is affine, so it maps
+    the bounds too.
     """
-    k = (1.0 - contrast) * _brightened_mean(img, brightness) if contrast != 1.0 else 0.0
-    lut = _LEVELS * (contrast * brightness / std)
-    lut += (k - mean) / std
-    np.minimum(lut, (min(1.0, contrast + k) - mean) / std, out=lut)
+    b, c = p.brightness, p.contrast
+    means = [
+        _brightened_mean(img, bj) if img is not None and cj != 1.0 else 0.0
+        for img, bj, cj in zip(images, b.tolist(), c.tolist(), strict=True)
+    ]
+    k = (1.0 - c) * np.array(means, dtype=np.float64)
+    lut = _LEVELS[None, :] * (c * b / std)[:, None]
+    lut += ((k - mean) / std)[:, None]
+    np.minimum(lut, ((np.minimum(1.0, c + k) - mean) / std)[:, None], out=lut)
     np.maximum(lut, -mean / std, out=lut)
-    return lut.astype(np.float32)
+    luts = lut.astype(np.float32)
+    luts[(b == 1.0) & (c == 1.0)] = _normalize_lut(mean, std)
+    return luts
 
 
 @functools.cache
@@ -257,6 +320,59 @@ def normalize_cpu(img: np.ndarray, mean: float = MEAN, std: float = STD, out: np
 _CV2_INTERPOLATION = {"nearest": 0, "bilinear": 1}  # cv2.INTER_NEAREST, cv2.INTER_LINEAR
 
 
+def augment_batch_cpu(
+    images: Sequence[np.ndarray | None],
+    params: BatchParams,
+    out: np.ndarray,
+    mean: float = MEAN,
+    std: float = STD,
+    *,
+    interpolation: str = "nearest",
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
+    """Apply each sample's augmentation (row j of `params`) to uint8 HxW `images[j]`, normalised, into `out[j]`.
+
+    `out` is float32 [n, H, W] (e.g. the loader's batch buffer); a `None` image (a failed sample) leaves its row
+    as it was. The batch's parameters, matrices and LUTs are computed together, in a few vectorised steps; per
+    image there are three passes at most: one LUT (uint8 -> float32: jitter + normalisation), one warp of that
+    float image into `out[j]` (`interpolation`; the border gets the jittered black), the blur when drawn (in
+    place); erasing is a slice assignment. `scratch` (float32 HxW) takes the LUT's output: no allocation.
+    """
+    import cv2
+
+    n, height, width = out.shape
+    if len(images) != n or len(params) != n:
+        raise ValueError(f"{len(images)} images and {len(params)} parameter rows for an output of {n}")
+    luts = _jitter_luts(images, params, mean, std)
+    matrices = _matrices(params, height, width)
+    geometry, borders = _has_geometry(params).tolist(), luts[:, 0].tolist()
+    sigmas, erases = params.blur_sigma.tolist(), params.erase.tolist()
+    flags = _CV2_INTERPOLATION[interpolation]
+    if scratch is None or scratch.shape != (height, width):
+        scratch = np.empty((height, width), dtype=np.float32)
+    for j, img in enumerate(images):
+        if img is None:
+            continue
+        if img.shape != (height, width):
+            raise ValueError(f"image {j} is {img.shape}, the batch {(height, width)}")
+        slot = out[j]
+        if geometry[j]:
+            levels = cv2.LUT(img, luts[j], scratch)
+            warped = cv2.warpAffine(levels, matrices[j], (width, height), slot, flags=flags,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=borders[j])  # fmt: skip
+            _into(warped, slot)
+        else:
+            _into(cv2.LUT(img, luts[j], slot), slot)
+        sigma = sigmas[j]
+        if sigma > 0:
+            k = 2 * blur_kernel_radius(sigma) + 1
+            cv2.GaussianBlur(slot, (k, k), sigma, dst=slot, borderType=cv2.BORDER_REFLECT_101)
+        top, left, eh, ew = erases[j]
+        if eh:
+            slot[top : top + eh, left : left + ew] = 0.0
+    return out
+
+
 def augment_cpu(
     img: np.ndarray,
     params: AugParams,
@@ -267,36 +383,14 @@ def augment_cpu(
     out: np.ndarray | None = None,
     scratch: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Apply one sample's augmentation to a uint8 HxW image; returns the normalised float32 HxW image.
+    """One sample's augmentation of a uint8 HxW image: the normalised float32 HxW image (into `out` if given).
 
-    Three passes over the image at most: one LUT (uint8 -> float32: jitter + normalisation) on the image, one warp
-    of that float image (`interpolation`; the border gets the jittered black), the blur when drawn (in place);
-    erasing is a slice assignment. `out` (float32 HxW, e.g. a slot of a batch buffer) receives the result;
-    `scratch` (float32 HxW) the LUT's output before the warp: no allocation.
+    A batch of one of `augment_batch_cpu` (the same code, the same result as in a batch).
     """
-    import cv2
-
-    height, width = img.shape
-    if params.brightness == 1.0 and params.contrast == 1.0:
-        lut = _normalize_lut(mean, std)
-    else:
-        lut = _jitter_normalize_lut(img, params.brightness, params.contrast, mean, std)
-    if _has_geometry(params):
-        levels = _into(cv2.LUT(img, lut, scratch), scratch)
-        m = _forward_2x3(params, height, width)
-        matrix = np.array((m[:3], m[3:]), dtype=np.float64)
-        warped = cv2.warpAffine(levels, matrix, (width, height), out, flags=_CV2_INTERPOLATION[interpolation],
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=float(lut[0]))  # fmt: skip
-        result = _into(warped, out)
-    else:
-        result = _into(cv2.LUT(img, lut, out), out)
-    if params.blur_sigma > 0:
-        k = 2 * blur_kernel_radius(params.blur_sigma) + 1
-        cv2.GaussianBlur(result, (k, k), params.blur_sigma, dst=result, borderType=cv2.BORDER_REFLECT_101)
-    if params.erase is not None:
-        top, left, eh, ew = params.erase
-        result[top : top + eh, left : left + ew] = 0.0
-    return result
+    batch = np.empty((1, *img.shape), dtype=np.float32) if out is None else out[None]
+    augment_batch_cpu([img], BatchParams.of([params]), batch, mean, std, interpolation=interpolation,
+                      scratch=scratch)  # fmt: skip
+    return batch[0] if out is None else out
 
 
 def _into(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
@@ -311,8 +405,8 @@ def _into(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
 class CpuTrainTransform:
     """Callable `(uint8 HxW, rng) -> normalised float32 HxW` drawing fresh parameters per call.
 
-    `apply(img, uniforms, out)` is the same augmentation from a sample's `N_UNIFORMS` uniforms, written into
-    `out` (the loader's batched path: `ShardDataset.__getitems__`).
+    `apply_batch(images, uniforms, out)` augments a whole batch from each sample's `N_UNIFORMS` uniforms into
+    `out` (the loader's path: `ShardDataset.__getitems__`); `apply(img, uniforms, out)` is a batch of one.
     """
 
     def __init__(self, cfg: AugConfig, mean: float = MEAN, std: float = STD) -> None:
@@ -323,13 +417,30 @@ class CpuTrainTransform:
         return self.apply(img, rng.random(N_UNIFORMS))
 
     def apply(self, img: np.ndarray, uniforms: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        batch = self.apply_batch([img], np.asarray(uniforms)[None], None if out is None else out[None])
+        return batch[0] if out is None else out
+
+    def apply_batch(
+        self, images: Sequence[np.ndarray | None], uniforms: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """float32 [n, H, W] (`out` when given): image j augmented by the draws `uniforms[j]`; rows of `None`
+        images (failed samples) are left as they were."""
+        if out is None:
+            shape = next((img.shape for img in images if img is not None), None)
+            if shape is None:
+                raise ValueError("apply_batch needs an image or an out array to know the size")
+            out = np.empty((len(images), *shape), dtype=np.float32)
+        height, width = out.shape[1:]
         if not self.cfg.enabled:
-            return normalize_cpu(img, self.mean, self.std, out)
-        params = params_from_uniforms(self.cfg, uniforms, *img.shape)
-        if self._scratch is None or self._scratch.shape != img.shape:
-            self._scratch = np.empty(img.shape, dtype=np.float32)
-        return augment_cpu(img, params, self.mean, self.std, interpolation=self.cfg.interpolation, out=out,
-                           scratch=self._scratch if out is not None else None)  # fmt: skip
+            for j, img in enumerate(images):
+                if img is not None:
+                    normalize_cpu(img, self.mean, self.std, out[j])
+            return out
+        if self._scratch is None or self._scratch.shape != (height, width):
+            self._scratch = np.empty((height, width), dtype=np.float32)
+        params = BatchParams.from_uniforms(self.cfg, uniforms, height, width)
+        return augment_batch_cpu(images, params, out, self.mean, self.std, interpolation=self.cfg.interpolation,
+                                 scratch=self._scratch)  # fmt: skip
 
 
 @functools.cache
