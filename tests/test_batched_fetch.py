@@ -1,13 +1,15 @@
 """The loader's batched fetch: `ShardDataset.__getitems__` writes a batch into one buffer, the collate hands it on.
 
 Same items as one-at-a-time `__getitem__` (train keys with their epoch, eval keys, the GPU path's uint8), no copy
-in the collate when nothing failed, a real copy whenever the views are not the buffer's rows in order, and a
-worker process (shared-memory buffer) giving the same batches as the main process.
+in the collate when nothing failed, a real copy whenever the views are not the buffer's rows in order, a worker
+process (shared-memory buffer) giving the same batches as the main process, and the main process's batch buffers
+reused only once nothing refers to a batch.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from chexvision.config import AugConfig
-from chexvision.data.dataset import DropFailedCollate, Item, ShardDataset
+from chexvision.data.dataset import BatchBuffers, DropFailedCollate, Item, ShardDataset
 from chexvision.data.loader import BlockShuffleSampler
 from chexvision.data.shards import ShardIndex, ShardRow, decode_image, encode_png, write_shard
 from chexvision.data.transforms import CpuTrainTransform, sample_uniforms
@@ -127,3 +129,44 @@ def test_a_worker_process_gives_the_same_batches(index: ShardIndex) -> None:
     assert len(main) == len(worker) == 5 and sum(len(b) for b in main) == 23  # one unreadable image left out
     for a, b in zip(main, worker, strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_a_batch_buffer_is_reused_only_once_nothing_refers_to_it() -> None:
+    buffers, shape = BatchBuffers(), (4, 1, 2, 2)
+    first = buffers.take(shape, np.float32)
+    address = first.data_ptr()
+    assert buffers.take(shape, np.float32).data_ptr() != address  # the batch is alive
+    del first
+    again = buffers.take(shape, np.float32)
+    assert again.data_ptr() == address  # released: reused
+    holders = {
+        "a row view": lambda t: t[1],
+        "the unbind views": lambda t: t.unbind(0),
+        "a numpy array of it": lambda t: t.numpy(),
+        "a reshaped view": lambda t: t.view(4, 4),
+        "its storage": lambda t: t.untyped_storage(),
+    }
+    for name, hold in holders.items():
+        held = hold(again)
+        del again
+        assert buffers.take(shape, np.float32).data_ptr() != address, name
+        del held
+        again = buffers.take(shape, np.float32)
+        assert again.data_ptr() == address, name
+    assert buffers.take(shape, np.uint8).dtype == torch.uint8  # another dtype: its own buffer
+    assert len(buffers.arrays) <= buffers.keep
+    assert pickle.loads(pickle.dumps(buffers)).arrays == []  # a spawned worker's copy starts empty
+
+
+def test_batches_kept_by_the_caller_are_never_overwritten(index: ShardIndex) -> None:
+    ds = _dataset(index)
+    keys = [[(k, epoch) for k in range(start, start + 4)] for epoch in (0, 1) for start in (0, 4, 8, 16)]
+    kept = [ds.__getitems__(batch_keys) for batch_keys in keys]  # eight batches alive at once
+    assert len({batch[0][0].data_ptr() for batch in kept}) == len(keys)  # type: ignore[index]
+    for batch, batch_keys in zip(kept, keys, strict=True):
+        for got, key in zip(batch, batch_keys, strict=True):
+            assert got is not None
+            torch.testing.assert_close(got[0], _one_at_a_time(ds, key)[0], atol=0, rtol=0)
+    addresses = {batch[0][0].data_ptr() for batch in kept[-ds._buffers.keep :]}  # type: ignore[index]
+    del kept, batch, got
+    assert ds.__getitems__(keys[0])[0][0].data_ptr() in addresses  # type: ignore[index]  # released: reused

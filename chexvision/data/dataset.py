@@ -16,6 +16,8 @@ of workers, their persistence or the batch order (exact resumption, reproducible
 Batches are fetched whole (`__getitems__`, which DataLoader calls with batched sampling): every image is written
 straight into one [n, 1, H, W] batch buffer (shared memory inside a worker, as torch's default collate
 allocates it) and `DropFailedCollate` hands that buffer on instead of stacking copies of per-item tensors.
+Outside a worker (`num_workers=0`) the buffers are reused once nothing refers to a batch any more
+(`BatchBuffers`): a fresh buffer per batch costs its page faults every time.
 
 `ChestXrayDataset(folder, split="train")` is the same dataset for a plain PyTorch loop: it opens the shards,
 splits them by patient as training does (dataset.json's default scheme), and pairs with `collate` (or
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import sys
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +44,7 @@ from chexvision.data.transforms import MEAN, N_UNIFORMS, STD, CpuTrainTransform,
 from chexvision.errors import BadInputError
 from chexvision.labels import LABELS, label_matrix
 
-__all__ = ["ChestXrayDataset", "DropFailedCollate", "Item", "ShardDataset", "SkipCounter", "collate"]
+__all__ = ["BatchBuffers", "ChestXrayDataset", "DropFailedCollate", "Item", "ShardDataset", "SkipCounter", "collate"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,7 @@ class ShardDataset(Dataset[Item | None]):
         self.prep = EvalTransform(size, mean, std, clahe, clahe_clip, clahe_grid)
         self.strict, self.seed = strict, seed
         self._stream: np.random.Generator | None = None
+        self._buffers = BatchBuffers()
         self.skipped = skipped if skipped is not None else SkipCounter()
         self.labels14 = label_matrix([index.labels[i] for i in self.indices])
         self.binary = (self.labels14.sum(axis=1) > 0).astype(np.float32)
@@ -119,7 +124,7 @@ class ShardDataset(Dataset[Item | None]):
         (seed, epoch, index) uniforms, as one item would."""
         ks, epochs = _split_keys(keys)
         n = len(ks)
-        images = _batch_buffer((n, 1, self.size, self.size), torch.uint8 if self.output == "uint8" else torch.float32)
+        images = self._buffers.take((n, 1, self.size, self.size), np.uint8 if self.output == "uint8" else np.float32)
         slots = images.numpy()[:, 0]
         views = zip(images.unbind(0), torch.from_numpy(self.labels14[ks]).unbind(0),
                     torch.from_numpy(self.binary[ks]).unbind(0), strict=True)  # fmt: skip
@@ -219,15 +224,58 @@ def _split_keys(keys: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(keys, dtype=np.int64), None
 
 
-def _batch_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised batch tensor: in a DataLoader worker in shared memory (what sending it to the main
-    process needs; torch's default collate does the same), else ordinary memory (numpy's, which asks the kernel
-    for huge pages on large arrays: fewer page faults when the batch is first written)."""
-    numel = int(np.prod(shape))
-    if torch.utils.data.get_worker_info() is not None:
-        storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel)
-        return torch.empty(0, dtype=dtype).new(storage).resize_(shape)  # a base tensor, not a view (`_stacked`)
-    return torch.from_numpy(np.empty(shape, dtype=np.uint8 if dtype == torch.uint8 else np.float32))
+def _refcount(array: np.ndarray) -> int:
+    return sys.getrefcount(array)
+
+
+def _unused_refcount() -> int:
+    """What `_refcount` says of a pooled array that nothing else refers to: counted the same way as
+    `BatchBuffers.take` counts (a list holding it, a loop variable), so the interpreter's own references
+    (which differ between Python versions) are the same in both counts."""
+    arrays = [np.empty(0)]
+    for array in arrays:
+        return _refcount(array)
+    raise AssertionError
+
+
+_UNUSED = _unused_refcount()
+
+
+class BatchBuffers:
+    """Batch buffers of one process: handed out as tensors, reused once nothing refers to them any more.
+
+    A buffer goes out as `torch.from_numpy(array)`; the tensor's storage holds a reference to `array`, so every
+    tensor, view or numpy array made from the batch keeps it referenced, and the array is free exactly when its
+    reference count is back to `_UNUSED`. Up to `keep` buffers are kept. Inside a DataLoader worker each batch is
+    fresh shared memory instead (what sending it to the main process needs; torch's default collate does the
+    same): the main process's use of it cannot be seen from the worker. Pickled (a spawned worker's copy of the
+    dataset) without its buffers. Thread-safe.
+    """
+
+    def __init__(self, keep: int = 3) -> None:
+        self.keep = keep
+        self.arrays: list[np.ndarray] = []
+        self._lock = threading.Lock()  # two threads never get the same free buffer
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"keep": self.keep}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["keep"])  # type: ignore[misc]
+
+    def take(self, shape: tuple[int, ...], dtype: type[np.uint8] | type[np.float32]) -> torch.Tensor:
+        """An uninitialised batch tensor of `shape` and `dtype` (a base tensor, not a view: `_stacked`)."""
+        if torch.utils.data.get_worker_info() is not None:
+            torch_dtype = torch.uint8 if dtype == np.uint8 else torch.float32
+            storage = torch.empty(0, dtype=torch_dtype)._typed_storage()._new_shared(int(np.prod(shape)))
+            return torch.empty(0, dtype=torch_dtype).new(storage).resize_(shape)
+        with self._lock:
+            for array in self.arrays:
+                if array.shape == shape and array.dtype == dtype and _refcount(array) == _UNUSED:
+                    return torch.from_numpy(array)
+            array = np.empty(shape, dtype=dtype)
+            self.arrays = [*self.arrays[1 - self.keep :], array] if self.keep > 1 else [array]
+            return torch.from_numpy(array)
 
 
 collate = DropFailedCollate()  # the default collate: float32 batches, failed samples left out
