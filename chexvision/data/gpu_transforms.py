@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from chexvision.data.transforms import MEAN, STD, AugConfig, AugParams, blur_kernel_radius
+from chexvision.data.transforms import MEAN, STD, AugConfig, AugParams, blur_kernel_radius, uniform_draws
 
 __all__ = [
     "GpuAugParams",
@@ -70,7 +70,6 @@ def sample_gpu_params(
     """Draw per-sample parameters for a batch on `device` (same distributions as `transforms.sample_params`)."""
     u = torch.rand(batch, 12, generator=generator, device=device, dtype=torch.float32)
     zeros = torch.zeros(batch, device=device)
-    t = cfg.translate
     do_erase = u[:, 9] < cfg.erase_p
     area = _between(u[:, 10], *cfg.erase_scale) * (height * width)
     log_ratio = _between(u[:, 11], math.log(cfg.erase_ratio[0]), math.log(cfg.erase_ratio[1]))
@@ -82,17 +81,9 @@ def sample_gpu_params(
     erase = torch.stack([top, left, eh * do_erase, ew * do_erase], dim=1).long()
     sigma_u = torch.rand(batch, generator=generator, device=device)
     blur = torch.where(u[:, 8] < cfg.blur_p, _between(sigma_u, *cfg.blur_sigma), zeros)
-    return GpuAugParams(
-        flip=u[:, 0] < cfg.flip_p,
-        angle=_between(u[:, 1], -cfg.rotate_deg, cfg.rotate_deg),
-        translate=torch.stack([_between(u[:, 2], -t, t) * width, _between(u[:, 3], -t, t) * height], dim=1),
-        scale=_between(u[:, 4], *cfg.scale),
-        shear=_between(u[:, 5], -cfg.shear_deg, cfg.shear_deg),
-        brightness=_between(u[:, 6], 1.0 - cfg.brightness, 1.0 + cfg.brightness),
-        contrast=_between(u[:, 7], 1.0 - cfg.contrast, 1.0 + cfg.contrast),
-        blur_sigma=blur,
-        erase=erase,
-    )
+    draws = uniform_draws(cfg, u, height, width)
+    translate = torch.stack(draws.pop("translate"), dim=1)
+    return GpuAugParams(**draws, translate=translate, blur_sigma=blur, erase=erase)
 
 
 def params_from_cpu(params: Sequence[AugParams], device: torch.device) -> GpuAugParams:

@@ -78,6 +78,7 @@ __all__ = [
     "resolve_clahe",
     "sample_params",
     "sample_uniforms",
+    "uniform_draws",
 ]
 
 MEAN = 0.449  # ImageNet mean averaged over R, G, B; intensities in [0, 1]
@@ -128,21 +129,17 @@ class BatchParams:
         """Parameters from `N_UNIFORMS` uniforms in [0, 1) per row (`sample_uniforms`), same draw per row as
         `params_from_uniforms`."""
         u = np.asarray(u, dtype=np.float64).reshape(-1, N_UNIFORMS)
-        t = cfg.translate
         erase = np.zeros((len(u), 4), dtype=np.int64)
         for j in np.flatnonzero(u[:, 9] < cfg.erase_p).tolist():  # rare (p 0.1): per row, in Python
             eh, ew = _erase_size(cfg, float(u[j, 10]), float(u[j, 11]), height, width)
             top = min(int(u[j, 13] * (height - eh + 1)), height - eh)
             left = min(int(u[j, 14] * (width - ew + 1)), width - ew)
             erase[j] = (top, left, eh, ew)
+        draws = uniform_draws(cfg, u, height, width)
+        translate = np.stack(draws.pop("translate"), axis=1)
         return cls(
-            flip=u[:, 0] < cfg.flip_p,
-            angle=_between(u[:, 1], -cfg.rotate_deg, cfg.rotate_deg),
-            translate=np.stack([_between(u[:, 2], -t, t) * width, _between(u[:, 3], -t, t) * height], axis=1),
-            scale=_between(u[:, 4], *cfg.scale),
-            shear=_between(u[:, 5], -cfg.shear_deg, cfg.shear_deg),
-            brightness=_between(u[:, 6], 1.0 - cfg.brightness, 1.0 + cfg.brightness),
-            contrast=_between(u[:, 7], 1.0 - cfg.contrast, 1.0 + cfg.contrast),
+            **draws,
+            translate=translate,
             blur_sigma=np.where(u[:, 8] < cfg.blur_p, _between(u[:, 12], *cfg.blur_sigma), 0.0),
             erase=erase,
         )
@@ -172,6 +169,22 @@ class BatchParams:
             shear=float(self.shear[j]), brightness=float(self.brightness[j]), contrast=float(self.contrast[j]),
             blur_sigma=float(self.blur_sigma[j]), erase=(top, left, eh, ew) if eh else None,
         )  # fmt: skip
+
+
+def uniform_draws(cfg: AugConfig, u: Any, height: int, width: int) -> dict[str, Any]:
+    """Flip, rotation, translation (x and y), scale, shear, brightness and contrast from columns 0-7 of the [n, k]
+    uniforms `u`, a numpy array or a torch tensor (the same expressions on either: the CPU path and the GPU path
+    draw these from here)."""
+    t = cfg.translate
+    return {
+        "flip": u[:, 0] < cfg.flip_p,
+        "angle": _between(u[:, 1], -cfg.rotate_deg, cfg.rotate_deg),
+        "translate": (_between(u[:, 2], -t, t) * width, _between(u[:, 3], -t, t) * height),
+        "scale": _between(u[:, 4], *cfg.scale),
+        "shear": _between(u[:, 5], -cfg.shear_deg, cfg.shear_deg),
+        "brightness": _between(u[:, 6], 1.0 - cfg.brightness, 1.0 + cfg.brightness),
+        "contrast": _between(u[:, 7], 1.0 - cfg.contrast, 1.0 + cfg.contrast),
+    }
 
 
 def sample_params(cfg: AugConfig, rng: np.random.Generator, height: int, width: int) -> AugParams:
