@@ -8,7 +8,8 @@ Same run, same shards, interleaved: each round times every pipeline once, in tur
 `--components` instead prints what one image costs in each step of the CPU path (CPU microseconds, one thread,
 medians of interleaved rounds): the decode, the LUT, the one warp (nearest, the default, and bilinear) of the
 LUT's float image into a batch buffer, the whole augmentation with each interpolation (one image at a time, and
-in batches of 32 as the loader runs it), and (what the loader no longer does) a float32 batch stack.
+in batches of 32 as the loader runs it, into a reused buffer and into fresh shared memory as a worker does), and
+(what the loader no longer does) a float32 batch stack.
 
 Without --data it writes synthetic data once to /tmp/chexvision-bench-<size>px-<images> (`chexvision data synth`).
 One JSON line per (mode, workers) on stdout, from `chexvision.bench.loader.bench_loader` (the same function
@@ -22,6 +23,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from chexvision.bench.loader import bench_loader
 from chexvision.config import AugConfig
@@ -37,6 +39,14 @@ def _data(args: argparse.Namespace) -> Path:
         print(f"writing {args.images} synthetic {args.size} px images to {out}", file=sys.stderr)
         write_synthetic(out, args.images, args.size, seed=0)
     return out
+
+
+def _fresh_shared(shape: tuple[int, int, int]) -> Any:
+    """A new float32 array in shared memory, as a DataLoader worker's batch buffer (`BatchBuffers.take`)."""
+    import torch
+
+    storage = torch.empty(0)._typed_storage()._new_shared(shape[0] * shape[1] * shape[2])
+    return torch.empty(0).new(storage).resize_(shape).numpy()
 
 
 def _components(data: Path, rounds: int) -> None:
@@ -87,8 +97,15 @@ def _components(data: Path, rounds: int) -> None:
         "augment_cpu bilinear (into the batch)": lambda i: augment_cpu(
             images[i], params[i], interpolation="bilinear", out=batch[i], scratch=scratch
         ),
-        "augment_batch_cpu nearest, batches of 32 (what the loader runs; per image)": lambda i: (
+        "augment_batch_cpu nearest, batches of 32 into a reused buffer (the loader, workers=0)": lambda i: (
             augment_batch_cpu(images[i : i + 32], batched[i // 32], batch[i : i + 32], scratch=scratch)
+            if i % 32 == 0
+            else None
+        ),
+        "augment_batch_cpu nearest into fresh shared memory per batch (what a DataLoader worker does)": lambda i: (
+            augment_batch_cpu(
+                images[i : i + 32], batched[i // 32], _fresh_shared((len(images[i : i + 32]), h, w)), scratch=scratch
+            )
             if i % 32 == 0
             else None
         ),
