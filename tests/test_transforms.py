@@ -224,6 +224,8 @@ def test_a_batch_refuses_images_of_another_size(image: np.ndarray) -> None:
         augment_batch_cpu([image, image[:-1]], params, np.empty((2, SIZE, SIZE), dtype=np.float32))
     with pytest.raises(ValueError, match="parameter rows"):
         augment_batch_cpu([image], params, np.empty((1, SIZE, SIZE), dtype=np.float32))
+    with pytest.raises(ValueError, match="C-contiguous float32"):  # a blur in place would be lost there
+        augment_batch_cpu([image] * 2, params, np.empty((2, SIZE, 2 * SIZE), dtype=np.float32)[:, :, ::2])
 
 
 def test_gpu_params_follow_the_config() -> None:

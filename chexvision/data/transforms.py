@@ -130,7 +130,7 @@ class BatchParams:
         `params_from_uniforms`."""
         u = np.asarray(u, dtype=np.float64).reshape(-1, N_UNIFORMS)
         erase = np.zeros((len(u), 4), dtype=np.int64)
-        for j in np.flatnonzero(u[:, 9] < cfg.erase_p).tolist():  # rare (p 0.1): per row, in Python
+        for j in np.flatnonzero(u[:, 9] < cfg.erase_p).tolist():  # a few rows (erase_p): per row, in Python
             eh, ew = _erase_size(cfg, float(u[j, 10]), float(u[j, 11]), height, width)
             top = min(int(u[j, 13] * (height - eh + 1)), height - eh)
             left = min(int(u[j, 14] * (width - ew + 1)), width - ew)
@@ -356,6 +356,8 @@ def augment_batch_cpu(
     n, height, width = out.shape
     if len(images) != n or len(params) != n:
         raise ValueError(f"{len(images)} images and {len(params)} parameter rows for an output of {n}")
+    if out.dtype != np.float32 or not out.flags.c_contiguous:  # OpenCV writes in place only into such arrays
+        raise ValueError(f"out must be a C-contiguous float32 array, got {out.dtype} with strides {out.strides}")
     luts = _jitter_luts(images, params, mean, std)
     matrices = _matrices(params, height, width)
     geometry, borders = _has_geometry(params).tolist(), luts[:, 0].tolist()
