@@ -130,13 +130,14 @@ class BatchParams:
         `params_from_uniforms`."""
         u = np.asarray(u, dtype=np.float64).reshape(-1, N_UNIFORMS)
         erase = np.zeros((len(u), 4), dtype=np.int64)
-        for j in np.flatnonzero(u[:, 9] < cfg.erase_p).tolist():  # a few rows (erase_p): per row, in Python
+        for j in (u[:, 9] < cfg.erase_p).nonzero()[0].tolist():  # a few rows (erase_p): per row, in Python
             eh, ew = _erase_size(cfg, float(u[j, 10]), float(u[j, 11]), height, width)
             top = min(int(u[j, 13] * (height - eh + 1)), height - eh)
             left = min(int(u[j, 14] * (width - ew + 1)), width - ew)
             erase[j] = (top, left, eh, ew)
         draws = uniform_draws(cfg, u, height, width)
-        translate = np.stack(draws.pop("translate"), axis=1)
+        translate = np.empty((len(u), 2))
+        translate[:, 0], translate[:, 1] = draws.pop("translate")
         return cls(
             **draws,
             translate=translate,
@@ -245,14 +246,16 @@ def _matrices(p: BatchParams, height: int, width: int) -> np.ndarray:
     """Forward 2x3 affine matrices [n, 2, 3] of all the geometry, one per sample; see `affine_matrix`."""
     a, k = np.radians(p.angle), np.tan(np.radians(p.shear))
     cos, sin = np.cos(a) * p.scale, np.sin(a) * p.scale
-    fx = np.where(p.flip, -1.0, 1.0)
+    fx = 1.0 - 2.0 * p.flip  # -1 where flipped, else 1 (exactly)
     # L = R(angle) @ Shear @ scale @ Flip. p_out = L0 (F p - c) + c + t; the flip about the centre gives
     # F p - c = (fx (x - cx), y - cy), and L holds L0 diag(fx, 1): p_out = L (p - c) + c + t.
     l00, l01, l10, l11 = cos * fx, cos * k - sin, sin * fx, sin * k + cos
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    tx, ty = p.translate[:, 0], p.translate[:, 1]
-    rows = (l00, l01, cx + tx - l00 * cx - l01 * cy, l10, l11, cy + ty - l10 * cx - l11 * cy)
-    return np.stack(rows, axis=1).reshape(-1, 2, 3)
+    m = np.empty((len(p), 6))  # filled column by column: cheaper than np.stack for the small batches here
+    m[:, 0], m[:, 1], m[:, 3], m[:, 4] = l00, l01, l10, l11
+    m[:, 2] = cx + p.translate[:, 0] - l00 * cx - l01 * cy
+    m[:, 5] = cy + p.translate[:, 1] - l10 * cx - l11 * cy
+    return m.reshape(-1, 2, 3)
 
 
 def affine_matrix(params: AugParams, height: int, width: int) -> np.ndarray:
@@ -314,7 +317,9 @@ def _jitter_luts(images: Sequence[np.ndarray | None], p: BatchParams, mean: floa
     np.minimum(lut, ((np.minimum(1.0, c + k) - mean) / std)[:, None], out=lut)
     np.maximum(lut, -mean / std, out=lut)
     luts = lut.astype(np.float32)
-    luts[(b == 1.0) & (c == 1.0)] = _normalize_lut(mean, std)
+    plain = (b == 1.0) & (c == 1.0)
+    if plain.any():
+        luts[plain] = _normalize_lut(mean, std)
     return luts
 
 
