@@ -7,8 +7,9 @@ Each round runs `chexvision.bench.loader.bench_loader(mode="cpu", workers=0)` (o
 variant, each in its own fresh process with PYTHONPATH pointing at that checkout, alternating: the old code, then
 this code with each interpolation. Every process first times the decode alone (`decode_image`, one OpenCV thread)
 on the same images, the same way whichever checkout it runs, so each variant's "fraction of the decoder" is
-paired with a decode measured seconds before it. Prints one JSON line per process and a
-Markdown table of the medians on stderr.
+paired with a decode measured seconds before it; then it times the augmentation of one image at a time
+(`CpuTrainTransform(aug)(img, rng)`, what `dataset[i]` runs) on 100 decoded images. Prints one JSON line per
+process and a Markdown table of the medians on stderr.
 """
 
 from __future__ import annotations
@@ -42,8 +43,16 @@ for i in range(n):
 decode = n / (time.process_time() - c0)
 r = bench_loader(data, workers=0, batches=batches, mode="cpu", rounds=1, baseline=False, albumentations=False, aug=aug)
 ours = r["images_per_cpu_second"]
+from chexvision.data.transforms import CpuTrainTransform  # one image at a time: `dataset[i]`'s augmentation
+import numpy as np
+transform, rng = CpuTrainTransform(aug), np.random.default_rng(0)
+images = [decode_image(b) for b in blobs[:100]]
+c0 = time.process_time()
+for img in images:
+    transform(img, rng)
+single = (time.process_time() - c0) / len(images) * 1e6
 print(json.dumps({"images_per_cpu_second": ours, "decode_only_images_per_cpu_second": decode,
-                  "decode_fraction": ours / decode}))
+                  "decode_fraction": ours / decode, "one_image_us": single}))
 """
 
 
@@ -76,8 +85,8 @@ def main() -> None:
             print(json.dumps({"variant": name, **r}), flush=True)
             results[name].append(r)
     before = next(iter(results.values()))
-    header = "| variant | ours img/CPU-s | decode only img/CPU-s | ours / decode | / before (paired) |"
-    print(f"\n{header}\n|---|---|---|---|---|", file=sys.stderr)
+    header = "| variant | ours img/CPU-s | decode only img/CPU-s | ours / decode | / before (paired) | one image (us) |"
+    print(f"\n{header}\n|---|---|---|---|---|---|", file=sys.stderr)
     for name, rows in results.items():
         paired = statistics.median(
             r["images_per_cpu_second"] / b["images_per_cpu_second"] for r, b in zip(rows, before, strict=True)
@@ -88,7 +97,7 @@ def main() -> None:
 
         print(
             f"| {name} | {med('images_per_cpu_second'):.0f} | {med('decode_only_images_per_cpu_second'):.0f} "
-            f"| {100 * med('decode_fraction'):.0f} % | {paired:.2f}x |",
+            f"| {100 * med('decode_fraction'):.0f} % | {paired:.2f}x | {med('one_image_us'):.0f} |",
             file=sys.stderr,
         )
 
