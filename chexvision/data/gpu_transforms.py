@@ -81,7 +81,7 @@ def sample_gpu_params(
     erase = torch.stack([top, left, eh * do_erase, ew * do_erase], dim=1).long()
     sigma_u = torch.rand(batch, generator=generator, device=device)
     blur = torch.where(u[:, 8] < cfg.blur_p, _between(sigma_u, *cfg.blur_sigma), zeros)
-    draws = uniform_draws(cfg, u, height, width)
+    draws = uniform_draws(cfg, u.T, height, width)
     translate = torch.stack(draws.pop("translate"), dim=1)
     return GpuAugParams(**draws, translate=translate, blur_sigma=blur, erase=erase)
 

@@ -131,11 +131,9 @@ class BatchParams:
         u = np.asarray(u, dtype=np.float64).reshape(-1, N_UNIFORMS)
         erase = np.zeros((len(u), 4), dtype=np.int64)
         for j in (u[:, 9] < cfg.erase_p).nonzero()[0].tolist():  # a few rows (erase_p): per row, in Python
-            eh, ew = _erase_size(cfg, float(u[j, 10]), float(u[j, 11]), height, width)
-            top = min(int(u[j, 13] * (height - eh + 1)), height - eh)
-            left = min(int(u[j, 14] * (width - ew + 1)), width - ew)
-            erase[j] = (top, left, eh, ew)
-        draws = uniform_draws(cfg, u, height, width)
+            area, ratio, top, left = u[j, [10, 11, 13, 14]].tolist()
+            erase[j] = _erase_box(cfg, area, ratio, top, left, height, width)
+        draws = uniform_draws(cfg, u.T, height, width)
         translate = np.empty((len(u), 2))
         translate[:, 0], translate[:, 1] = draws.pop("translate")
         return cls(
@@ -173,18 +171,18 @@ class BatchParams:
 
 
 def uniform_draws(cfg: AugConfig, u: Any, height: int, width: int) -> dict[str, Any]:
-    """Flip, rotation, translation (x and y), scale, shear, brightness and contrast from columns 0-7 of the [n, k]
-    uniforms `u`, a numpy array or a torch tensor (the same expressions on either: the CPU path and the GPU path
-    draw these from here)."""
+    """Flip, rotation, translation (x, y), scale, shear, brightness and contrast from the uniforms `u[0]` ... `u[7]`:
+    one sample's floats, or a batch's columns (`uniforms.T` of a numpy array or a torch tensor). The same
+    expressions on any of them: the CPU path (one image or a batch) and the GPU path draw these from here."""
     t = cfg.translate
     return {
-        "flip": u[:, 0] < cfg.flip_p,
-        "angle": _between(u[:, 1], -cfg.rotate_deg, cfg.rotate_deg),
-        "translate": (_between(u[:, 2], -t, t) * width, _between(u[:, 3], -t, t) * height),
-        "scale": _between(u[:, 4], *cfg.scale),
-        "shear": _between(u[:, 5], -cfg.shear_deg, cfg.shear_deg),
-        "brightness": _between(u[:, 6], 1.0 - cfg.brightness, 1.0 + cfg.brightness),
-        "contrast": _between(u[:, 7], 1.0 - cfg.contrast, 1.0 + cfg.contrast),
+        "flip": u[0] < cfg.flip_p,
+        "angle": _between(u[1], -cfg.rotate_deg, cfg.rotate_deg),
+        "translate": (_between(u[2], -t, t) * width, _between(u[3], -t, t) * height),
+        "scale": _between(u[4], *cfg.scale),
+        "shear": _between(u[5], -cfg.shear_deg, cfg.shear_deg),
+        "brightness": _between(u[6], 1.0 - cfg.brightness, 1.0 + cfg.brightness),
+        "contrast": _between(u[7], 1.0 - cfg.contrast, 1.0 + cfg.contrast),
     }
 
 
@@ -194,8 +192,14 @@ def sample_params(cfg: AugConfig, rng: np.random.Generator, height: int, width: 
 
 
 def params_from_uniforms(cfg: AugConfig, u: np.ndarray | Sequence[float], height: int, width: int) -> AugParams:
-    """One sample's augmentation parameters from `N_UNIFORMS` uniforms in [0, 1) (`sample_uniforms`)."""
-    return BatchParams.from_uniforms(cfg, np.asarray(u, dtype=np.float64)[None], height, width).row(0)
+    """One sample's augmentation parameters from `N_UNIFORMS` uniforms in [0, 1) (`sample_uniforms`): the same draw
+    as that sample's row of `BatchParams.from_uniforms`, in Python floats (cheaper for one)."""
+    u = u.tolist() if isinstance(u, np.ndarray) else [float(x) for x in u]
+    return AugParams(
+        **uniform_draws(cfg, u, height, width),
+        blur_sigma=_between(u[12], *cfg.blur_sigma) if u[8] < cfg.blur_p else 0.0,
+        erase=_erase_box(cfg, u[10], u[11], u[13], u[14], height, width) if u[9] < cfg.erase_p else None,
+    )
 
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment (2^64 / golden ratio)
@@ -233,29 +237,46 @@ def _between(u: Any, low: float, high: float) -> Any:
     return low + (high - low) * u
 
 
-def _erase_size(cfg: AugConfig, u_area: float, u_ratio: float, height: int, width: int) -> tuple[int, int]:
+def _erase_box(
+    cfg: AugConfig, u_area: float, u_ratio: float, u_top: float, u_left: float, height: int, width: int
+) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the erased rectangle from its four uniforms."""
     area = _between(u_area, *cfg.erase_scale) * height * width
     log_lo, log_hi = math.log(cfg.erase_ratio[0]), math.log(cfg.erase_ratio[1])
     ratio = math.exp(_between(u_ratio, log_lo, log_hi))
     eh = min(max(round(math.sqrt(area * ratio)), 1), height)
     ew = min(max(round(math.sqrt(area / ratio)), 1), width)
-    return eh, ew
+    return min(int(u_top * (height - eh + 1)), height - eh), min(int(u_left * (width - ew + 1)), width - ew), eh, ew
 
 
-def _matrices(p: BatchParams, height: int, width: int) -> np.ndarray:
-    """Forward 2x3 affine matrices [n, 2, 3] of all the geometry, one per sample; see `affine_matrix`."""
-    a, k = np.radians(p.angle), np.tan(np.radians(p.shear))
-    cos, sin = np.cos(a) * p.scale, np.sin(a) * p.scale
-    fx = 1.0 - 2.0 * p.flip  # -1 where flipped, else 1 (exactly)
+def _affine_terms(
+    angle: Any, shear: Any, scale: Any, fx: Any, tx: Any, ty: Any, height: int, width: int, m: Any
+) -> tuple[Any, ...]:
+    """The six entries (row major) of the forward 2x3 matrix, for one sample's floats (`m` = math) or a batch's
+    columns (`m` = numpy): the same formula for both. `fx` is -1 where flipped, else 1."""
+    a, k = m.radians(angle), m.tan(m.radians(shear))
+    cos, sin = m.cos(a) * scale, m.sin(a) * scale
     # L = R(angle) @ Shear @ scale @ Flip. p_out = L0 (F p - c) + c + t; the flip about the centre gives
     # F p - c = (fx (x - cx), y - cy), and L holds L0 diag(fx, 1): p_out = L (p - c) + c + t.
     l00, l01, l10, l11 = cos * fx, cos * k - sin, sin * fx, sin * k + cos
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return l00, l01, cx + tx - l00 * cx - l01 * cy, l10, l11, cy + ty - l10 * cx - l11 * cy
+
+
+def _matrices(p: BatchParams, height: int, width: int) -> np.ndarray:
+    """Forward 2x3 affine matrices [n, 2, 3] of all the geometry, one per sample; see `affine_matrix`."""
+    fx = 1.0 - 2.0 * p.flip  # -1 where flipped, else 1 (exactly)
+    terms = _affine_terms(p.angle, p.shear, p.scale, fx, p.translate[:, 0], p.translate[:, 1], height, width, np)
     m = np.empty((len(p), 6))  # filled column by column: cheaper than np.stack for the small batches here
-    m[:, 0], m[:, 1], m[:, 3], m[:, 4] = l00, l01, l10, l11
-    m[:, 2] = cx + p.translate[:, 0] - l00 * cx - l01 * cy
-    m[:, 5] = cy + p.translate[:, 1] - l10 * cx - l11 * cy
+    for j, term in enumerate(terms):
+        m[:, j] = term
     return m.reshape(-1, 2, 3)
+
+
+def _matrix(p: AugParams, height: int, width: int) -> np.ndarray:
+    """One sample's forward 2x3 matrix (the same formula as `_matrices`, in Python floats)."""
+    terms = _affine_terms(p.angle, p.shear, p.scale, -1.0 if p.flip else 1.0, *p.translate, height, width, math)
+    return np.array(terms, dtype=np.float64).reshape(2, 3)
 
 
 def affine_matrix(params: AugParams, height: int, width: int) -> np.ndarray:
@@ -264,11 +285,15 @@ def affine_matrix(params: AugParams, height: int, width: int) -> np.ndarray:
     Order: flip, then scale, shear, rotation about the image centre, then translation (composed in closed
     form: one matrix, one resampling).
     """
-    return np.vstack([_matrices(BatchParams.of([params]), height, width)[0], (0.0, 0.0, 1.0)])
+    return np.vstack([_matrix(params, height, width), (0.0, 0.0, 1.0)])
 
 
 def _has_geometry(p: BatchParams) -> np.ndarray:
     return p.flip | (p.angle != 0) | (p.scale != 1.0) | (p.shear != 0) | (p.translate != 0).any(axis=1)
+
+
+def _one_has_geometry(p: AugParams) -> bool:
+    return bool(p.flip or p.angle or p.scale != 1.0 or p.shear or p.translate != (0.0, 0.0))
 
 
 def blur_kernel_radius(sigma: float) -> int:
@@ -297,7 +322,9 @@ def _brightened_mean(img: np.ndarray, brightness: float) -> float:
     return (brightness * (total - above_sum) / 255.0 + above_n) / n
 
 
-def _jitter_luts(images: Sequence[np.ndarray | None], p: BatchParams, mean: float, std: float) -> np.ndarray:
+def _jitter_luts(
+    images: Sequence[np.ndarray | None], b: np.ndarray, c: np.ndarray, mean: float, std: float
+) -> np.ndarray:
     """[n, 256] float32 LUTs, one per sample: brightness (clamped), contrast about the image mean (clamped),
     normalisation; a sample without jitter gets the plain normalisation's LUT.
 
@@ -306,7 +333,6 @@ def _jitter_luts(images: Sequence[np.ndarray | None], p: BatchParams, mean: floa
     k = (1 - c) m, because c min(b x, 1) + k = min(c b x + k, c + k); the normalisation is affine, so it maps
     the bounds too.
     """
-    b, c = p.brightness, p.contrast
     means = [
         _brightened_mean(img, bj) if img is not None and cj != 1.0 else 0.0
         for img, bj, cj in zip(images, b.tolist(), c.tolist(), strict=True)
@@ -351,45 +377,22 @@ def augment_batch_cpu(
     """Apply each sample's augmentation (row j of `params`) to uint8 HxW `images[j]`, normalised, into `out[j]`.
 
     `out` is float32 [n, H, W] (e.g. the loader's batch buffer); a `None` image (a failed sample) leaves its row
-    as it was. The batch's parameters, matrices and LUTs are computed together, in a few vectorised steps; per
-    image there are three passes at most: one LUT (uint8 -> float32: jitter + normalisation), one warp of that
-    float image into `out[j]` (`interpolation`; the border gets the jittered black), the blur when drawn (in
-    place); erasing is a slice assignment. `scratch` (float32 HxW) takes the LUT's output: no allocation.
+    as it was. The batch's matrices and LUTs are computed together, in a few vectorised steps; per image
+    `_augment_into` does the rest. `scratch` (float32 HxW) takes each LUT's output: no allocation.
     """
-    import cv2
-
     n, height, width = out.shape
     if len(images) != n or len(params) != n:
         raise ValueError(f"{len(images)} images and {len(params)} parameter rows for an output of {n}")
-    if out.dtype != np.float32 or not out.flags.c_contiguous:  # OpenCV writes in place only into such arrays
-        raise ValueError(f"out must be a C-contiguous float32 array, got {out.dtype} with strides {out.strides}")
-    luts = _jitter_luts(images, params, mean, std)
+    _check_out(out)
+    luts = _jitter_luts(images, params.brightness, params.contrast, mean, std)
     matrices = _matrices(params, height, width)
-    geometry, borders = _has_geometry(params).tolist(), luts[:, 0].tolist()
-    sigmas, erases = params.blur_sigma.tolist(), params.erase.tolist()
-    flags = _CV2_INTERPOLATION[interpolation]
+    geometry, sigmas, erases = _has_geometry(params).tolist(), params.blur_sigma.tolist(), params.erase.tolist()
     if scratch is None or scratch.shape != (height, width):
         scratch = np.empty((height, width), dtype=np.float32)
     for j, img in enumerate(images):
-        if img is None:
-            continue
-        if img.shape != (height, width):
-            raise ValueError(f"image {j} is {img.shape}, the batch {(height, width)}")
-        slot = out[j]
-        if geometry[j]:
-            levels = cv2.LUT(img, luts[j], scratch)
-            warped = cv2.warpAffine(levels, matrices[j], (width, height), slot, flags=flags,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=borders[j])  # fmt: skip
-            _into(warped, slot)
-        else:
-            _into(cv2.LUT(img, luts[j], slot), slot)
-        sigma = sigmas[j]
-        if sigma > 0:
-            k = 2 * blur_kernel_radius(sigma) + 1
-            cv2.GaussianBlur(slot, (k, k), sigma, dst=slot, borderType=cv2.BORDER_REFLECT_101)
-        top, left, eh, ew = erases[j]
-        if eh:
-            slot[top : top + eh, left : left + ew] = 0.0
+        if img is not None:
+            _augment_into(img, luts[j], matrices[j] if geometry[j] else None, sigmas[j],
+                          erases[j] if erases[j][2] else None, interpolation, out[j], scratch, j)  # fmt: skip
     return out
 
 
@@ -405,12 +408,57 @@ def augment_cpu(
 ) -> np.ndarray:
     """One sample's augmentation of a uint8 HxW image: the normalised float32 HxW image (into `out` if given).
 
-    A batch of one of `augment_batch_cpu` (the same code, the same result as in a batch).
+    The same steps as one row of `augment_batch_cpu` (`_augment_into`, the same formulas for the matrix and the
+    LUT), with the set-up in Python floats, which is cheaper for one image than the batch's vectorised one.
     """
-    batch = np.empty((1, *img.shape), dtype=np.float32) if out is None else out[None]
-    augment_batch_cpu([img], BatchParams.of([params]), batch, mean, std, interpolation=interpolation,
-                      scratch=scratch)  # fmt: skip
-    return batch[0] if out is None else out
+    if out is None:
+        out = np.empty(img.shape, dtype=np.float32)
+    _check_out(out)
+    if scratch is None or scratch.shape != img.shape:
+        scratch = np.empty(img.shape, dtype=np.float32)
+    lut = _jitter_luts([img], np.array([params.brightness]), np.array([params.contrast]), mean, std)[0]
+    matrix = _matrix(params, *img.shape) if _one_has_geometry(params) else None
+    _augment_into(img, lut, matrix, params.blur_sigma, params.erase, interpolation, out, scratch, 0)
+    return out
+
+
+def _check_out(out: np.ndarray) -> None:
+    if out.dtype != np.float32 or not out.flags.c_contiguous:  # OpenCV writes in place only into such arrays
+        raise ValueError(f"out must be a C-contiguous float32 array, got {out.dtype} with strides {out.strides}")
+
+
+def _augment_into(
+    img: np.ndarray,
+    lut: np.ndarray,
+    matrix: np.ndarray | None,
+    sigma: float,
+    erase: Sequence[int] | None,
+    interpolation: str,
+    slot: np.ndarray,
+    scratch: np.ndarray,
+    j: int,
+) -> None:
+    """One image's augmentation into `slot` (float32 HxW): three passes at most. One LUT (uint8 -> float32: jitter
+    + normalisation), then, with geometry (`matrix`), one warp of that float image into `slot` (`interpolation`;
+    the border gets the jittered black); the blur when drawn (in place); erasing is a slice assignment."""
+    import cv2
+
+    height, width = slot.shape
+    if img.shape != (height, width):
+        raise ValueError(f"image {j} is {img.shape}, the batch {(height, width)}")
+    if matrix is not None:
+        levels = cv2.LUT(img, lut, scratch)
+        warped = cv2.warpAffine(levels, matrix, (width, height), slot, flags=_CV2_INTERPOLATION[interpolation],
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=float(lut[0]))  # fmt: skip
+        _into(warped, slot)
+    else:
+        _into(cv2.LUT(img, lut, slot), slot)
+    if sigma > 0:
+        k = 2 * blur_kernel_radius(sigma) + 1
+        cv2.GaussianBlur(slot, (k, k), sigma, dst=slot, borderType=cv2.BORDER_REFLECT_101)
+    if erase is not None:
+        top, left, eh, ew = erase
+        slot[top : top + eh, left : left + ew] = 0.0
 
 
 def _into(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
@@ -426,7 +474,8 @@ class CpuTrainTransform:
     """Callable `(uint8 HxW, rng) -> normalised float32 HxW` drawing fresh parameters per call.
 
     `apply_batch(images, uniforms, out)` augments a whole batch from each sample's `N_UNIFORMS` uniforms into
-    `out` (the loader's path: `ShardDataset.__getitems__`); `apply(img, uniforms, out)` is a batch of one.
+    `out` (the loader's path: `ShardDataset.__getitems__`); `apply(img, uniforms, out)` one image, the same as its
+    row of a batch (`augment_cpu`, set up in Python floats: cheaper for one).
     """
 
     def __init__(self, cfg: AugConfig, mean: float = MEAN, std: float = STD) -> None:
@@ -437,8 +486,16 @@ class CpuTrainTransform:
         return self.apply(img, rng.random(N_UNIFORMS))
 
     def apply(self, img: np.ndarray, uniforms: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        batch = self.apply_batch([img], np.asarray(uniforms)[None], None if out is None else out[None])
-        return batch[0] if out is None else out
+        if not self.cfg.enabled:
+            return normalize_cpu(img, self.mean, self.std, out)
+        params = params_from_uniforms(self.cfg, uniforms, *img.shape)
+        return augment_cpu(img, params, self.mean, self.std, interpolation=self.cfg.interpolation, out=out,
+                           scratch=self._scratch_for(img.shape))  # fmt: skip
+
+    def _scratch_for(self, shape: tuple[int, ...]) -> np.ndarray:
+        if self._scratch is None or self._scratch.shape != shape:
+            self._scratch = np.empty(shape, dtype=np.float32)
+        return self._scratch
 
     def apply_batch(
         self, images: Sequence[np.ndarray | None], uniforms: np.ndarray, out: np.ndarray | None = None
@@ -451,16 +508,14 @@ class CpuTrainTransform:
                 raise ValueError("apply_batch needs an image or an out array to know the size")
             out = np.empty((len(images), *shape), dtype=np.float32)
         height, width = out.shape[1:]
-        if not self.cfg.enabled:
+        if not self.cfg.enabled or len(images) == 1:  # one image: `apply`'s set-up is the cheaper one
             for j, img in enumerate(images):
                 if img is not None:
-                    normalize_cpu(img, self.mean, self.std, out[j])
+                    self.apply(img, uniforms[j], out[j])
             return out
-        if self._scratch is None or self._scratch.shape != (height, width):
-            self._scratch = np.empty((height, width), dtype=np.float32)
         params = BatchParams.from_uniforms(self.cfg, uniforms, height, width)
         return augment_batch_cpu(images, params, out, self.mean, self.std, interpolation=self.cfg.interpolation,
-                                 scratch=self._scratch)  # fmt: skip
+                                 scratch=self._scratch_for((height, width)))  # fmt: skip
 
 
 @functools.cache
