@@ -288,12 +288,9 @@ def affine_matrix(params: AugParams, height: int, width: int) -> np.ndarray:
     return np.vstack([_matrix(params, height, width), (0.0, 0.0, 1.0)])
 
 
-def _has_geometry(p: BatchParams) -> np.ndarray:
-    return p.flip | (p.angle != 0) | (p.scale != 1.0) | (p.shear != 0) | (p.translate != 0).any(axis=1)
-
-
-def _one_has_geometry(p: AugParams) -> bool:
-    return bool(p.flip or p.angle or p.scale != 1.0 or p.shear or p.translate != (0.0, 0.0))
+def _has_geometry(flip: Any, angle: Any, scale: Any, shear: Any, tx: Any, ty: Any) -> Any:
+    """Whether a sample's warp is not the identity: for one sample's values or a batch's columns."""
+    return flip | (angle != 0) | (scale != 1.0) | (shear != 0) | (tx != 0) | (ty != 0)
 
 
 def blur_kernel_radius(sigma: float) -> int:
@@ -386,7 +383,9 @@ def augment_batch_cpu(
     _check_out(out)
     luts = _jitter_luts(images, params.brightness, params.contrast, mean, std)
     matrices = _matrices(params, height, width)
-    geometry, sigmas, erases = _has_geometry(params).tolist(), params.blur_sigma.tolist(), params.erase.tolist()
+    p = params
+    geometry = _has_geometry(p.flip, p.angle, p.scale, p.shear, p.translate[:, 0], p.translate[:, 1]).tolist()
+    sigmas, erases = p.blur_sigma.tolist(), p.erase.tolist()
     if scratch is None or scratch.shape != (height, width):
         scratch = np.empty((height, width), dtype=np.float32)
     for j, img in enumerate(images):
@@ -417,7 +416,8 @@ def augment_cpu(
     if scratch is None or scratch.shape != img.shape:
         scratch = np.empty(img.shape, dtype=np.float32)
     lut = _jitter_luts([img], np.array([params.brightness]), np.array([params.contrast]), mean, std)[0]
-    matrix = _matrix(params, *img.shape) if _one_has_geometry(params) else None
+    p = params
+    matrix = _matrix(p, *img.shape) if _has_geometry(p.flip, p.angle, p.scale, p.shear, *p.translate) else None
     _augment_into(img, lut, matrix, params.blur_sigma, params.erase, interpolation, out, scratch, 0)
     return out
 
