@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from chexvision.bench.loader import bench_loader
 from chexvision.config import AugConfig
@@ -41,14 +40,6 @@ def _data(args: argparse.Namespace) -> Path:
     return out
 
 
-def _fresh_shared(shape: tuple[int, int, int]) -> Any:
-    """A new float32 array in shared memory, as a DataLoader worker's batch buffer (`BatchBuffers.take`)."""
-    import torch
-
-    storage = torch.empty(0)._typed_storage()._new_shared(shape[0] * shape[1] * shape[2])
-    return torch.empty(0).new(storage).resize_(shape).numpy()
-
-
 def _components(data: Path, rounds: int) -> None:
     import time
 
@@ -57,6 +48,7 @@ def _components(data: Path, rounds: int) -> None:
     import torch
 
     from chexvision.config import AugConfig
+    from chexvision.data.dataset import shared_tensor
     from chexvision.data.shards import ShardIndex, decode_image
     from chexvision.data.transforms import (
         BatchParams,
@@ -104,7 +96,10 @@ def _components(data: Path, rounds: int) -> None:
         ),
         "augment_batch_cpu nearest into fresh shared memory per batch (what a DataLoader worker does)": lambda i: (
             augment_batch_cpu(
-                images[i : i + 32], batched[i // 32], _fresh_shared((len(images[i : i + 32]), h, w)), scratch=scratch
+                images[i : i + 32],
+                batched[i // 32],
+                shared_tensor((len(images[i : i + 32]), h, w), torch.float32).numpy(),
+                scratch=scratch,
             )
             if i % 32 == 0
             else None

@@ -44,7 +44,16 @@ from chexvision.data.transforms import MEAN, N_UNIFORMS, STD, CpuTrainTransform,
 from chexvision.errors import BadInputError
 from chexvision.labels import LABELS, label_matrix
 
-__all__ = ["BatchBuffers", "ChestXrayDataset", "DropFailedCollate", "Item", "ShardDataset", "SkipCounter", "collate"]
+__all__ = [
+    "BatchBuffers",
+    "ChestXrayDataset",
+    "DropFailedCollate",
+    "Item",
+    "ShardDataset",
+    "SkipCounter",
+    "collate",
+    "shared_tensor",
+]
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +250,12 @@ def _unused_refcount() -> int:
 _UNUSED = _unused_refcount()
 
 
+def shared_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A new uninitialised tensor in shared memory (a base tensor, not a view), as a DataLoader worker's batch."""
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(int(np.prod(shape)))
+    return torch.empty(0, dtype=dtype).new(storage).resize_(shape)
+
+
 class BatchBuffers:
     """Batch buffers of one process: handed out as tensors, reused once nothing refers to them any more.
 
@@ -266,9 +281,7 @@ class BatchBuffers:
     def take(self, shape: tuple[int, ...], dtype: type[np.uint8] | type[np.float32]) -> torch.Tensor:
         """An uninitialised batch tensor of `shape` and `dtype` (a base tensor, not a view: `_stacked`)."""
         if torch.utils.data.get_worker_info() is not None:
-            torch_dtype = torch.uint8 if dtype == np.uint8 else torch.float32
-            storage = torch.empty(0, dtype=torch_dtype)._typed_storage()._new_shared(int(np.prod(shape)))
-            return torch.empty(0, dtype=torch_dtype).new(storage).resize_(shape)
+            return shared_tensor(shape, torch.uint8 if dtype == np.uint8 else torch.float32)
         with self._lock:
             for array in self.arrays:
                 if array.shape == shape and array.dtype == dtype and _refcount(array) == _UNUSED:

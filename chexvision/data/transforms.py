@@ -24,8 +24,8 @@ Why the CPU path is fast (the original ran eight torchvision v1 transforms on RG
   drawn, and erasing is a slice assignment;
 - a batch at a time (`augment_batch_cpu`, what the loader calls): the batch's parameters (`BatchParams`), its
   matrices and its LUTs come from a few vectorised numpy steps, so per image only the OpenCV calls are left (the
-  per-sample Python it replaces cost about as much as the LUT). One image is a batch of one (`augment_cpu`):
-  the same code, the same result.
+  per-sample Python it replaces cost about as much as the LUT). One image (`augment_cpu`) is set up in Python
+  floats, cheaper for one, with the same formulas and the same per-image steps: the same result as in a batch.
 
 CLAHE is deterministic, so it is not a per-epoch augmentation: `chexvision data build` applies it once when
 it writes the shards and records `"clahe": true` in `dataset.json`. Data sets that do not say so (the
