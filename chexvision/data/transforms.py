@@ -23,9 +23,10 @@ Why the CPU path is fast (the original ran eight torchvision v1 transforms on RG
 - the Gaussian blur (linear, so it commutes with the normalisation) runs in place on the float image, only when
   drawn, and erasing is a slice assignment;
 - a batch at a time (`augment_batch_cpu`, what the loader calls): the batch's parameters (`BatchParams`), its
-  matrices and its LUTs come from a few vectorised numpy steps, so per image only the OpenCV calls are left (the
-  per-sample Python it replaces cost about as much as the LUT). One image (`augment_cpu`) is set up in Python
-  floats, cheaper for one, with the same formulas and the same per-image steps: the same result as in a batch.
+  matrices and its LUTs' slopes come from a few vectorised numpy steps, so per image only the OpenCV calls and
+  its LUT's offset and clamp (they need its mean) are left (the per-sample Python it replaces cost about as much
+  as the LUT). One image (`augment_cpu`) is set up in Python floats, cheaper for one, with the same formulas
+  (`_jitter_lut` for both) and the same per-image steps: the same result as in a batch.
 
 CLAHE is deterministic, so it is not a per-epoch augmentation: `chexvision data build` applies it once when
 it writes the shards and records `"clahe": true` in `dataset.json`. Data sets that do not say so (the
@@ -319,31 +320,23 @@ def _brightened_mean(img: np.ndarray, brightness: float) -> float:
     return (brightness * (total - above_sum) / 255.0 + above_n) / n
 
 
-def _jitter_luts(
-    images: Sequence[np.ndarray | None], b: np.ndarray, c: np.ndarray, mean: float, std: float
+def _jitter_lut(
+    img: np.ndarray, b: float, c: float, mean: float, std: float, scaled: np.ndarray | None = None
 ) -> np.ndarray:
-    """[n, 256] float32 LUTs, one per sample: brightness (clamped), contrast about the image mean (clamped),
-    normalisation; a sample without jitter gets the plain normalisation's LUT.
+    """The float32 [256] LUT of one sample: brightness (clamped), contrast about the image mean (clamped),
+    normalisation; without jitter, the plain normalisation's LUT. `scaled` is `_LEVELS * (c * b / std)` when
+    the caller has it (a batch computes its rows at once).
 
-    In closed form, one multiply-add and one clamp over the 256 levels (for the whole batch at once): with
-    v = min(b x, 1) and contrast c > 0, clip(c v + (1 - c) m, 0, 1) = clip(c b x + k, 0, min(1, c + k)) where
-    k = (1 - c) m, because c min(b x, 1) + k = min(c b x + k, c + k); the normalisation is affine, so it maps
-    the bounds too.
+    In closed form, one multiply-add and one clamp over the 256 levels: with v = min(b x, 1) and contrast
+    c > 0, clip(c v + (1 - c) m, 0, 1) = clip(c b x + k, 0, min(1, c + k)) where k = (1 - c) m, because
+    c min(b x, 1) + k = min(c b x + k, c + k); the normalisation is affine, so it maps the bounds too (and
+    min(1, c + k) >= 0: the clamp's bounds never cross).
     """
-    means = [
-        _brightened_mean(img, bj) if img is not None and cj != 1.0 else 0.0
-        for img, bj, cj in zip(images, b.tolist(), c.tolist(), strict=True)
-    ]
-    k = (1.0 - c) * np.array(means, dtype=np.float64)
-    lut = _LEVELS[None, :] * (c * b / std)[:, None]
-    lut += ((k - mean) / std)[:, None]
-    np.minimum(lut, ((np.minimum(1.0, c + k) - mean) / std)[:, None], out=lut)
-    np.maximum(lut, -mean / std, out=lut)
-    luts = lut.astype(np.float32)
-    plain = (b == 1.0) & (c == 1.0)
-    if plain.any():
-        luts[plain] = _normalize_lut(mean, std)
-    return luts
+    if b == 1.0 and c == 1.0:
+        return _normalize_lut(mean, std)
+    k = (1.0 - c) * (_brightened_mean(img, b) if c != 1.0 else 0.0)
+    lut = (_LEVELS * (c * b / std) if scaled is None else scaled) + (k - mean) / std
+    return np.clip(lut, -mean / std, (min(1.0, c + k) - mean) / std, out=lut).astype(np.float32)
 
 
 @functools.cache
@@ -374,23 +367,26 @@ def augment_batch_cpu(
     """Apply each sample's augmentation (row j of `params`) to uint8 HxW `images[j]`, normalised, into `out[j]`.
 
     `out` is float32 [n, H, W] (e.g. the loader's batch buffer); a `None` image (a failed sample) leaves its row
-    as it was. The batch's matrices and LUTs are computed together, in a few vectorised steps; per image
-    `_augment_into` does the rest. `scratch` (float32 HxW) takes each LUT's output: no allocation.
+    as it was. The batch's matrices and the slopes of its LUTs come from a few vectorised numpy steps; per image
+    its LUT's offset and clamp (which need its mean) and `_augment_into` are left. `scratch` (float32 HxW) takes
+    each LUT's output: no allocation.
     """
     n, height, width = out.shape
     if len(images) != n or len(params) != n:
         raise ValueError(f"{len(images)} images and {len(params)} parameter rows for an output of {n}")
     _check_out(out)
-    luts = _jitter_luts(images, params.brightness, params.contrast, mean, std)
     matrices = _matrices(params, height, width)
     p = params
     geometry = _has_geometry(p.flip, p.angle, p.scale, p.shear, p.translate[:, 0], p.translate[:, 1]).tolist()
     sigmas, erases = p.blur_sigma.tolist(), p.erase.tolist()
+    brightness, contrast = p.brightness.tolist(), p.contrast.tolist()
+    scaled = _LEVELS[None, :] * (p.contrast * p.brightness / std)[:, None]  # each LUT's slope, all rows at once
     if scratch is None or scratch.shape != (height, width):
         scratch = np.empty((height, width), dtype=np.float32)
     for j, img in enumerate(images):
         if img is not None:
-            _augment_into(img, luts[j], matrices[j] if geometry[j] else None, sigmas[j],
+            lut = _jitter_lut(img, brightness[j], contrast[j], mean, std, scaled[j])
+            _augment_into(img, lut, matrices[j] if geometry[j] else None, sigmas[j],
                           erases[j] if erases[j][2] else None, interpolation, out[j], scratch, j)  # fmt: skip
     return out
 
@@ -415,7 +411,7 @@ def augment_cpu(
     _check_out(out)
     if scratch is None or scratch.shape != img.shape:
         scratch = np.empty(img.shape, dtype=np.float32)
-    lut = _jitter_luts([img], np.array([params.brightness]), np.array([params.contrast]), mean, std)[0]
+    lut = _jitter_lut(img, params.brightness, params.contrast, mean, std)
     p = params
     matrix = _matrix(p, *img.shape) if _has_geometry(p.flip, p.angle, p.scale, p.shear, *p.translate) else None
     _augment_into(img, lut, matrix, params.blur_sigma, params.erase, interpolation, out, scratch, 0)
