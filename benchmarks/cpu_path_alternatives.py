@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -85,33 +85,33 @@ def _numba_gather() -> Callable[..., None] | None:
     return gather  # type: ignore[no-any-return, unused-ignore]
 
 
+class _Decoding:
+    """A batch's images decoded as they are iterated: `augment_batch_cpu` (which only takes their number and
+    iterates them) then augments each image right after its own decode."""
+
+    def __init__(self, ds: ShardDataset, ks: list[int]) -> None:
+        self.ds, self.ks = ds, ks
+
+    def __len__(self) -> int:
+        return len(self.ks)
+
+    def __iter__(self) -> Iterator[np.ndarray | None]:
+        return (self.ds.load_image(k) for k in self.ks)
+
+
 def _lazy_getitems(ds: ShardDataset, keys: list[Any]) -> list[Any]:
-    """`ShardDataset.__getitems__` with a lazy image source (the alternative (a); the same pixels)."""
+    """`ShardDataset.__getitems__` with the images decoded one at a time as they are augmented (the alternative (a):
+    the same code and pixels otherwise)."""
     from chexvision.data.dataset import _split_keys
 
     ks, epochs = _split_keys(keys)
-    n = len(ks)
-    images = ds._buffers.take((n, 1, ds.size, ds.size), np.float32)
-    slots = images.numpy()[:, 0]
-    views = list(zip(images.unbind(0), torch.from_numpy(ds.labels14[ks]).unbind(0),
-                     torch.from_numpy(ds.binary[ks]).unbind(0), strict=True))  # fmt: skip
+    images = ds._buffers.take((len(ks), 1, ds.size, ds.size), np.float32)
+    views = zip(images.unbind(0), torch.from_numpy(ds.labels14[ks]).unbind(0),
+                torch.from_numpy(ds.binary[ks]).unbind(0), strict=True)  # fmt: skip
     assert isinstance(ds.transform, CpuTrainTransform)
-    params = BatchParams.from_uniforms(ds.transform.cfg, ds._uniforms(ks, epochs), SIZE, SIZE)
-    matrices = _matrices(params, SIZE, SIZE)
-    scaled = _LEVELS[None, :] * (params.contrast * params.brightness / ds.std)[:, None]
-    scratch = ds.transform._scratch_for((SIZE, SIZE))
-    from chexvision.data.transforms import _augment_into
-
-    def decoded() -> Iterator[np.ndarray | None]:
-        for k in ks.tolist():
-            yield ds.load_image(k)
-
-    for j, img in enumerate(decoded()):
-        if img is not None:
-            row = params.row(j)
-            lut = _jitter_lut(img, row.brightness, row.contrast, ds.mean, ds.std, scaled[j])
-            _augment_into(img, lut, matrices[j], row.blur_sigma, row.erase, "nearest", slots[j], scratch, j)
-    return views
+    lazy = cast(Sequence[np.ndarray | None], _Decoding(ds, ks.tolist()))
+    ds.transform.apply_batch(lazy, ds._uniforms(ks, epochs), out=images.numpy()[:, 0])
+    return list(views)
 
 
 def main() -> None:
@@ -168,6 +168,9 @@ def main() -> None:
     assert isinstance(ds, ShardDataset) and collate is not None
     keys = [list(b) for b in pipe.loader.batch_sampler]  # type: ignore[union-attr]
     state: dict[str, Any] = {"it": iter(pipe.loader), "pos": 0}
+    lazy_batch = collate(_lazy_getitems(ds, keys[0]))[0]
+    if not torch.equal(lazy_batch, collate(ds.__getitems__(keys[0]))[0]):
+        raise SystemExit("the lazy variant's pixels differ from the loader's")
 
     def via_dataloader() -> int:
         count = 0
