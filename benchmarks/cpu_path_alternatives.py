@@ -209,8 +209,8 @@ def main() -> None:
         "blur 7x7 sigma 1, float32 in place (when drawn)": each(
             lambda i, img: cv2.GaussianBlur(hot, (7, 7), 1.0, dst=hot, borderType=cv2.BORDER_REFLECT_101)
         ),
-        "one LUT's build after its mean (offset, clamp, float32; slope precomputed)": each(
-            lambda i, img: _jitter_lut(img, 1.1, 1.0, 0.449, 0.226, _LEVELS * 0.9)
+        "one LUT's build after its mean (slope, offset, clamp, float32)": each(
+            lambda i, img: _jitter_lut(img, 1.1, 1.0, 0.449, 0.226)
         ),
         "a batch's draws + parameters + matrices, per image": setup,
         "loader: a batch through the DataLoader": via_dataloader,

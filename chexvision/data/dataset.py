@@ -128,8 +128,8 @@ class ShardDataset(Dataset[Item | None]):
         """A whole batch at once (DataLoader calls this for batched sampling): the items' tensors are views of
         one [n, 1, H, W] buffer (in shared memory inside a worker) that each image is written into, so
         `DropFailedCollate` hands the buffer on instead of stacking copies. The images are decoded first, then
-        the CPU path augments them together (`CpuTrainTransform.apply_batch`: parameters, matrices and LUTs
-        for the batch in a few vectorised steps); each training sample draws its augmentation from its own
+        the CPU path augments them together (`CpuTrainTransform.apply_batch`: parameters and matrices for the
+        batch in a few vectorised steps); each training sample draws its augmentation from its own
         (seed, epoch, index) uniforms, as one item would."""
         ks, epochs = _split_keys(keys)
         n = len(ks)

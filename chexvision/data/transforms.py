@@ -22,11 +22,11 @@ Why the CPU path is fast (the original ran eight torchvision v1 transforms on RG
   of the cost (BENCHMARKS.md, `benchmarks/input_pipeline.py --components`);
 - the Gaussian blur (linear, so it commutes with the normalisation) runs in place on the float image, only when
   drawn, and erasing is a slice assignment;
-- a batch at a time (`augment_batch_cpu`, what the loader calls): the batch's parameters (`BatchParams`), its
-  matrices and its LUTs' slopes come from a few vectorised numpy steps, so per image only the OpenCV calls and
-  its LUT's offset and clamp (they need its mean) are left (the per-sample Python it replaces cost about as much
-  as the LUT). One image (`augment_cpu`) is set up in Python floats, cheaper for one, with the same formulas
-  (`_jitter_lut` for both) and the same per-image steps: the same result as in a batch.
+- a batch at a time (`augment_batch_cpu`, what the loader calls): the batch's parameters (`BatchParams`) and
+  matrices come from a few vectorised numpy steps, so per image only the OpenCV calls and its LUT (which needs
+  its mean) are left (the per-sample Python it replaces cost about as much as the LUT). One image
+  (`augment_cpu`) is set up in Python floats, cheaper for one, with the same formulas (`_jitter_lut` for both)
+  and the same per-image steps: the same result as in a batch.
 
 CLAHE is deterministic, so it is not a per-epoch augmentation: `chexvision data build` applies it once when
 it writes the shards and records `"clahe": true` in `dataset.json`. Data sets that do not say so (the
@@ -320,12 +320,9 @@ def _brightened_mean(img: np.ndarray, brightness: float) -> float:
     return (brightness * (total - above_sum) / 255.0 + above_n) / n
 
 
-def _jitter_lut(
-    img: np.ndarray, b: float, c: float, mean: float, std: float, scaled: np.ndarray | None = None
-) -> np.ndarray:
-    """The float32 [256] LUT of one sample: brightness (clamped), contrast about the image mean (clamped),
-    normalisation; without jitter, the plain normalisation's LUT. `scaled` is `_LEVELS * (c * b / std)` when
-    the caller has it (a batch computes its rows at once).
+def _jitter_lut(img: np.ndarray, b: float, c: float, mean: float, std: float) -> np.ndarray:
+    """The float32 [256] LUT of one sample (in a batch or alone): brightness (clamped), contrast about the image
+    mean (clamped), normalisation; without jitter, the plain normalisation's LUT.
 
     In closed form, one multiply-add and one clamp over the 256 levels: with v = min(b x, 1) and contrast
     c > 0, clip(c v + (1 - c) m, 0, 1) = clip(c b x + k, 0, min(1, c + k)) where k = (1 - c) m, because
@@ -335,7 +332,7 @@ def _jitter_lut(
     if b == 1.0 and c == 1.0:
         return _normalize_lut(mean, std)
     k = (1.0 - c) * (_brightened_mean(img, b) if c != 1.0 else 0.0)
-    lut = (_LEVELS * (c * b / std) if scaled is None else scaled) + (k - mean) / std
+    lut = _LEVELS * (c * b / std) + (k - mean) / std
     return np.clip(lut, -mean / std, (min(1.0, c + k) - mean) / std, out=lut).astype(np.float32)
 
 
@@ -367,9 +364,9 @@ def augment_batch_cpu(
     """Apply each sample's augmentation (row j of `params`) to uint8 HxW `images[j]`, normalised, into `out[j]`.
 
     `out` is float32 [n, H, W] (e.g. the loader's batch buffer); a `None` image (a failed sample) leaves its row
-    as it was. The batch's matrices and the slopes of its LUTs come from a few vectorised numpy steps; per image
-    its LUT's offset and clamp (which need its mean) and `_augment_into` are left. `scratch` (float32 HxW) takes
-    each LUT's output: no allocation.
+    as it was. The batch's matrices come from a few vectorised numpy steps; per image its LUT (which needs its
+    mean: `_jitter_lut`) and `_augment_into` are left. `scratch` (float32 HxW) takes each LUT's output: no
+    allocation.
     """
     n, height, width = out.shape
     if len(images) != n or len(params) != n:
@@ -380,12 +377,11 @@ def augment_batch_cpu(
     geometry = _has_geometry(p.flip, p.angle, p.scale, p.shear, p.translate[:, 0], p.translate[:, 1]).tolist()
     sigmas, erases = p.blur_sigma.tolist(), p.erase.tolist()
     brightness, contrast = p.brightness.tolist(), p.contrast.tolist()
-    scaled = _LEVELS[None, :] * (p.contrast * p.brightness / std)[:, None]  # each LUT's slope, all rows at once
     if scratch is None or scratch.shape != (height, width):
         scratch = np.empty((height, width), dtype=np.float32)
     for j, img in enumerate(images):
         if img is not None:
-            lut = _jitter_lut(img, brightness[j], contrast[j], mean, std, scaled[j])
+            lut = _jitter_lut(img, brightness[j], contrast[j], mean, std)
             _augment_into(img, lut, matrices[j] if geometry[j] else None, sigmas[j],
                           erases[j] if erases[j][2] else None, interpolation, out[j], scratch, j)  # fmt: skip
     return out
