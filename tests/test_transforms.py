@@ -218,6 +218,21 @@ def test_a_batch_augments_each_image_as_it_would_alone(image: np.ndarray, interp
             np.testing.assert_array_equal(out[j], CpuTrainTransform(cfg).apply(img, u[j]))
 
 
+def test_a_batch_of_rows_with_and_without_jitter_gives_each_images_own_pixels(image: np.ndarray) -> None:
+    drawn = [
+        AugParams(angle=3.0),  # no jitter: the plain normalisation's LUT, not the jitter formula at b = c = 1
+        AugParams(angle=-4.0, brightness=1.2, contrast=0.8),
+        AugParams(brightness=1.0, contrast=1.25),  # no geometry
+        AugParams(angle=5.0, brightness=0.85),
+        AugParams(flip=True),
+    ]
+    images = [np.roll(image, 5 * j, axis=0) for j in range(len(drawn))]
+    out = augment_batch_cpu(images, BatchParams.of(drawn), np.empty((len(drawn), SIZE, SIZE), dtype=np.float32))
+    for j, (img, params) in enumerate(zip(images, drawn, strict=True)):
+        np.testing.assert_array_equal(out[j], augment_cpu(img, params))
+    np.testing.assert_array_equal(out[4], normalize_cpu(images[4][:, ::-1].copy()))  # a flip moves pixels exactly
+
+
 def test_a_batch_refuses_images_of_another_size(image: np.ndarray) -> None:
     params = BatchParams.of([AugParams(angle=3.0)] * 2)
     with pytest.raises(ValueError, match="image 1"):

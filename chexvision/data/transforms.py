@@ -22,11 +22,11 @@ Why the CPU path is fast (the original ran eight torchvision v1 transforms on RG
   of the cost (BENCHMARKS.md, `benchmarks/input_pipeline.py --components`);
 - the Gaussian blur (linear, so it commutes with the normalisation) runs in place on the float image, only when
   drawn, and erasing is a slice assignment;
-- a batch at a time (`augment_batch_cpu`, what the loader calls): the batch's parameters (`BatchParams`) and
-  matrices come from a few vectorised numpy steps, so per image only the OpenCV calls and its LUT (which needs
-  its mean) are left (the per-sample Python it replaces cost about as much as the LUT). One image
-  (`augment_cpu`) is set up in Python floats, cheaper for one, with the same formulas (`_jitter_lut` for both)
-  and the same per-image steps: the same result as in a batch.
+- a batch at a time (`augment_batch_cpu`, what the loader calls): the batch's parameters (`BatchParams`),
+  matrices and (after each image's mean) LUTs come from a few vectorised numpy steps, so per image only its
+  mean and the OpenCV calls are left (the per-sample Python it replaces cost about as much as the LUT). One
+  image (`augment_cpu`) is set up in Python floats, cheaper for one, with the same formulas (`_lut_terms`,
+  `_affine_terms`) and the same per-image steps: the same result as in a batch.
 
 CLAHE is deterministic, so it is not a per-epoch augmentation: `chexvision data build` applies it once when
 it writes the shards and records `"clahe": true` in `dataset.json`. Data sets that do not say so (the
@@ -321,19 +321,41 @@ def _brightened_mean(img: np.ndarray, brightness: float) -> float:
 
 
 def _jitter_lut(img: np.ndarray, b: float, c: float, mean: float, std: float) -> np.ndarray:
-    """The float32 [256] LUT of one sample (in a batch or alone): brightness (clamped), contrast about the image
-    mean (clamped), normalisation; without jitter, the plain normalisation's LUT.
+    """The float32 [256] LUT of one image: brightness (clamped), contrast about the image mean (clamped),
+    normalisation (`_lut_terms`); without jitter, the plain normalisation's LUT. A batch's: `_jitter_luts`."""
+    if b == 1.0 and c == 1.0:
+        return _normalize_lut(mean, std)
+    slope, offset, low, high = _lut_terms(b, c, _brightened_mean(img, b) if c != 1.0 else 0.0, mean, std, min)
+    lut = _LEVELS * slope + offset
+    return np.clip(lut, low, high, out=lut).astype(np.float32)
+
+
+def _jitter_luts(
+    images: Sequence[np.ndarray | None], b: np.ndarray, c: np.ndarray, mean: float, std: float
+) -> np.ndarray:
+    """The float32 [n, 256] LUTs of a batch, row j image j's `_jitter_lut` (the same float64 operations
+    elementwise): per image only its mean, then one multiply-add and one clamp for all rows. A row without jitter
+    (b = c = 1) takes the formula too, which rounds to the plain normalisation's float32 LUT (a test checks it)."""
+    means = [
+        _brightened_mean(img, bj) if cj != 1.0 and img is not None else 0.0
+        for img, bj, cj in zip(images, b.tolist(), c.tolist(), strict=True)
+    ]
+    slope, offset, low, high = _lut_terms(b, c, np.array(means), mean, std, np.minimum)
+    luts = _LEVELS * slope[:, None] + offset[:, None]
+    return np.clip(luts, low, high[:, None], out=luts).astype(np.float32)
+
+
+def _lut_terms(b: Any, c: Any, m: Any, mean: float, std: float, minimum: Any) -> tuple[Any, Any, float, Any]:
+    """Slope, offset and clamp bounds of a jitter LUT over the levels x / 255, for one sample's floats (`minimum` =
+    `min`) or a batch's columns (`np.minimum`): the same formula for both. `m` is the brightened image's mean.
 
     In closed form, one multiply-add and one clamp over the 256 levels: with v = min(b x, 1) and contrast
     c > 0, clip(c v + (1 - c) m, 0, 1) = clip(c b x + k, 0, min(1, c + k)) where k = (1 - c) m, because
     c min(b x, 1) + k = min(c b x + k, c + k); the normalisation is affine, so it maps the bounds too (and
     min(1, c + k) >= 0: the clamp's bounds never cross).
     """
-    if b == 1.0 and c == 1.0:
-        return _normalize_lut(mean, std)
-    k = (1.0 - c) * (_brightened_mean(img, b) if c != 1.0 else 0.0)
-    lut = _LEVELS * (c * b / std) + (k - mean) / std
-    return np.clip(lut, -mean / std, (min(1.0, c + k) - mean) / std, out=lut).astype(np.float32)
+    k = (1.0 - c) * m
+    return c * b / std, (k - mean) / std, -mean / std, (minimum(1.0, c + k) - mean) / std
 
 
 @functools.cache
@@ -364,9 +386,9 @@ def augment_batch_cpu(
     """Apply each sample's augmentation (row j of `params`) to uint8 HxW `images[j]`, normalised, into `out[j]`.
 
     `out` is float32 [n, H, W] (e.g. the loader's batch buffer); a `None` image (a failed sample) leaves its row
-    as it was. The batch's matrices come from a few vectorised numpy steps; per image its LUT (which needs its
-    mean: `_jitter_lut`) and `_augment_into` are left. `scratch` (float32 HxW) takes each LUT's output: no
-    allocation.
+    as it was. The batch's matrices and LUTs come from a few vectorised numpy steps (the LUTs after each image's
+    mean: `_jitter_luts`); per image its mean and `_augment_into` are left. `scratch` (float32 HxW) takes each
+    LUT's output: no allocation.
     """
     n, height, width = out.shape
     if len(images) != n or len(params) != n:
@@ -376,13 +398,13 @@ def augment_batch_cpu(
     p = params
     geometry = _has_geometry(p.flip, p.angle, p.scale, p.shear, p.translate[:, 0], p.translate[:, 1]).tolist()
     sigmas, erases = p.blur_sigma.tolist(), p.erase.tolist()
-    brightness, contrast = p.brightness.tolist(), p.contrast.tolist()
     if scratch is None or scratch.shape != (height, width):
         scratch = np.empty((height, width), dtype=np.float32)
+    luts = _jitter_luts(images, p.brightness, p.contrast, mean, std)
+    borders = luts[:, 0].tolist()
     for j, img in enumerate(images):
         if img is not None:
-            lut = _jitter_lut(img, brightness[j], contrast[j], mean, std)
-            _augment_into(img, lut, matrices[j] if geometry[j] else None, sigmas[j],
+            _augment_into(img, luts[j], borders[j], matrices[j] if geometry[j] else None, sigmas[j],
                           erases[j] if erases[j][2] else None, interpolation, out[j], scratch, j)  # fmt: skip
     return out
 
@@ -410,7 +432,7 @@ def augment_cpu(
     lut = _jitter_lut(img, params.brightness, params.contrast, mean, std)
     p = params
     matrix = _matrix(p, *img.shape) if _has_geometry(p.flip, p.angle, p.scale, p.shear, *p.translate) else None
-    _augment_into(img, lut, matrix, params.blur_sigma, params.erase, interpolation, out, scratch, 0)
+    _augment_into(img, lut, float(lut[0]), matrix, params.blur_sigma, params.erase, interpolation, out, scratch, 0)
     return out
 
 
@@ -422,6 +444,7 @@ def _check_out(out: np.ndarray) -> None:
 def _augment_into(
     img: np.ndarray,
     lut: np.ndarray,
+    border: float,
     matrix: np.ndarray | None,
     sigma: float,
     erase: Sequence[int] | None,
@@ -432,7 +455,8 @@ def _augment_into(
 ) -> None:
     """One image's augmentation into `slot` (float32 HxW): three passes at most. One LUT (uint8 -> float32: jitter
     + normalisation), then, with geometry (`matrix`), one warp of that float image into `slot` (`interpolation`;
-    the border gets the jittered black); the blur when drawn (in place); erasing is a slice assignment."""
+    the border gets the jittered black, `border` = `lut[0]`); the blur when drawn (in place); erasing is a slice
+    assignment. OpenCV's arguments go by position (its keyword parsing costs about 1 us a call here)."""
     import cv2
 
     height, width = slot.shape
@@ -440,14 +464,13 @@ def _augment_into(
         raise ValueError(f"image {j} is {img.shape}, the batch {(height, width)}")
     if matrix is not None:
         levels = cv2.LUT(img, lut, scratch)
-        warped = cv2.warpAffine(levels, matrix, (width, height), slot, flags=_CV2_INTERPOLATION[interpolation],
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=float(lut[0]))  # fmt: skip
-        _into(warped, slot)
+        # dst, flags, borderMode (cv2.BORDER_CONSTANT), borderValue
+        _into(cv2.warpAffine(levels, matrix, (width, height), slot, _CV2_INTERPOLATION[interpolation], 0, border), slot)
     else:
         _into(cv2.LUT(img, lut, slot), slot)
     if sigma > 0:
         k = 2 * blur_kernel_radius(sigma) + 1
-        cv2.GaussianBlur(slot, (k, k), sigma, dst=slot, borderType=cv2.BORDER_REFLECT_101)
+        cv2.GaussianBlur(slot, (k, k), sigma, slot, 0.0, cv2.BORDER_REFLECT_101)  # dst, sigmaY (= sigma), border
     if erase is not None:
         top, left, eh, ew = erase
         slot[top : top + eh, left : left + ew] = 0.0
