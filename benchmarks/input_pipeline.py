@@ -8,8 +8,8 @@ Same run, same shards, interleaved: each round times every pipeline once, in tur
 `--components` instead prints what one image costs in each step of the CPU path (CPU microseconds, one thread,
 medians of interleaved rounds): the decode, the LUT, the one warp (nearest, the default, and bilinear) of the
 LUT's float image into a batch buffer, the whole augmentation with each interpolation (one image at a time, and
-in batches of 32 as the loader runs it, into a reused buffer and into fresh shared memory as a worker does), and
-(what the loader no longer does) a float32 batch stack.
+in batches of 32 as the loader runs it, into a reused buffer and into fresh shared memory as a worker did before
+`WorkerBuffers`), and (what the loader no longer does) a float32 batch stack.
 
 Without --data it writes synthetic data once to /tmp/chexvision-bench-<size>px-<images> (`chexvision data synth`).
 One JSON line per (mode, workers) on stdout, from `chexvision.bench.loader.bench_loader` (the same function
@@ -94,7 +94,7 @@ def _components(data: Path, rounds: int) -> None:
             if i % 32 == 0
             else None
         ),
-        "augment_batch_cpu nearest into fresh shared memory per batch (what a DataLoader worker does)": lambda i: (
+        "augment_batch_cpu nearest into fresh shared memory per batch (a worker without WorkerBuffers)": lambda i: (
             augment_batch_cpu(
                 images[i : i + 32],
                 batched[i // 32],

@@ -16,8 +16,10 @@ of workers, their persistence or the batch order (exact resumption, reproducible
 Batches are fetched whole (`__getitems__`, which DataLoader calls with batched sampling): every image is written
 straight into one [n, 1, H, W] batch buffer (shared memory inside a worker, as torch's default collate
 allocates it) and `DropFailedCollate` hands that buffer on instead of stacking copies of per-item tensors.
-Outside a worker (`num_workers=0`) the buffers are reused once nothing refers to a batch any more
-(`BatchBuffers`): a fresh buffer per batch costs its page faults every time.
+The buffers are reused once nothing refers to a batch any more (`BatchBuffers`; a fresh buffer per batch costs its
+page faults every time): in the main process (`num_workers=0`) once no tensor, view or array of it is left; in a
+worker once the main process has dropped it (`WorkerBuffers`: a lease per buffer, freed by a finalizer in the
+main process).
 
 `ChestXrayDataset(folder, split="train")` is the same dataset for a plain PyTorch loop: it opens the shards,
 splits them by patient as training does (dataset.json's default scheme), and pairs with `collate` (or
@@ -26,10 +28,14 @@ splits them by patient as training does (dataset.json's default scheme), and pai
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
+import os
 import sys
 import threading
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,7 +74,7 @@ class SkipCounter:
     """
 
     def __init__(self) -> None:
-        self._value = mp.get_context().Value("q", 0)
+        self._value = mp.get_context("spawn").Value("q", 0)  # spawn: usable by forked and spawned workers alike
 
     def add(self, n: int = 1) -> None:
         with self._value.get_lock():
@@ -150,6 +156,8 @@ class ShardDataset(Dataset[Item | None]):
                     self.prep.normalize(img, out=slots[j])
                 else:  # another transform (a baseline's): its own draws, our buffer
                     slots[j] = self.transform(img, self._other_rng(k, None if epochs is None else int(epochs[j])))
+        if all(img is None for img in imgs):
+            release_unsent(images)  # nothing of it is handed on
         return [item if img is not None else None for img, item in zip(imgs, views, strict=True)]
 
     def _uniforms(self, ks: np.ndarray, epochs: np.ndarray | None) -> np.ndarray:
@@ -222,7 +230,11 @@ def _stacked(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
         step, start = base[0].numel() * base.element_size(), base.data_ptr()
         if all(t._base is base and t.data_ptr() == start + j * step for j, t in enumerate(tensors)):
             return base
-    return torch.stack(tensors)
+    stacked = torch.stack(tensors)
+    for t in tensors:  # copied: a pooled worker buffer they are rows of is not sent
+        if t._base is not None:
+            release_unsent(t._base)
+    return stacked
 
 
 def _split_keys(keys: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -256,32 +268,141 @@ def shared_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).new(storage).resize_(shape)
 
 
+_SLOTS_PER_WORKER = 8  # pooled shared batch buffers per DataLoader worker (training has 4 batches in flight per worker)
+_MAX_WORKERS = 32  # workers with pooled buffers; more get fresh shared memory for every batch
+_COUNTER = _MAX_WORKERS * _SLOTS_PER_WORKER  # the lease table's last entry: the last lease number given out
+_POOLS: dict[int, Any] = {}  # pool token -> its lease table, in every process that knows the pool
+_OUT: dict[int, tuple[int, int, int]] = {}  # in a worker: data_ptr of a pooled buffer out on lease -> its lease
+_REDUCER: list[bool] = []  # whether this process pickles pooled storages with their lease (`_install_reducer`)
+
+
+class WorkerBuffers:
+    """Shared-memory batch buffers for DataLoader workers, each reused once the main process has let go of it.
+
+    A fresh shared segment per batch costs ~15 ms per 13 MB float32 batch on the dev box (torch fallocates it,
+    its pages fault in, it is freed again): ~480 us per 320 px image, more than the whole augmentation
+    (BENCHMARKS.md). So a worker keeps up to `_SLOTS_PER_WORKER` buffers, allocated as needed (at most as many
+    as it has batches out at once). The lease table `leases` (shared memory, like `SkipCounter`'s) holds, per
+    slot, the number of the lease out on it, 0 when free; worker k owns slots [8 k, 8 k + 8). A worker writes
+    only into a buffer whose slot is free, and marks it out with a new lease number first. When the batch is
+    pickled to the main process, the buffer's storage carries its lease (`_reduce_storage`, this process's
+    reducer for `torch.UntypedStorage`, whichever collate sent it); unpickled there, `_rebuild_leased` hangs a
+    finalizer on the storage, which frees the slot (if it still holds that lease) once no tensor, view or numpy
+    array of it is left in the main process (torch keeps a storage's Python object alive exactly as long as the
+    storage). A buffer that was not sent (the collate stacked copies: a batch with failed samples; or no sample
+    was readable) is freed by `DropFailedCollate` / `__getitems__` (`release_unsent`); one a foreign collate
+    copied stays out, and when all of a worker's slots are out it gets fresh shared memory, what torch's
+    default collate does for every batch. Pickled (a spawned worker) with the table, without buffers.
+    """
+
+    def __init__(self) -> None:
+        self.token = int.from_bytes(os.urandom(8), "little") >> 1
+        self.leases = mp.get_context("spawn").Array("q", _COUNTER + 1)  # like SkipCounter
+        self.mine: dict[int, torch.Tensor] = {}  # this process's buffers, by slot
+        _POOLS[self.token] = self.leases
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"token": self.token, "leases": self.leases}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.token, self.leases, self.mine = state["token"], state["leases"], {}
+        _POOLS[self.token] = self.leases
+
+    def take(self, worker: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """Worker `worker`'s uninitialised batch tensor in shared memory, out on a new lease (or, every slot out,
+        fresh shared memory)."""
+        first = worker * _SLOTS_PER_WORKER
+        slots = range(first, first + _SLOTS_PER_WORKER) if worker < _MAX_WORKERS else range(0)
+        with self.leases.get_lock():
+            table = self.leases.get_obj()
+            free = [slot for slot in slots if table[slot] == 0]
+            fits = [s for s in free if s in self.mine and self.mine[s].shape == shape and self.mine[s].dtype == dtype]
+            empty = [slot for slot in free if slot not in self.mine]
+            if not (fits or free):
+                return shared_tensor(shape, dtype)
+            slot = (fits or empty or free)[0]  # a free buffer of this shape, a slot without one, another shape's
+            number = int(table[_COUNTER]) + 1
+            table[_COUNTER] = table[slot] = number
+        if not fits:
+            self.mine[slot] = shared_tensor(shape, dtype)  # allocated outside the lock: it takes milliseconds
+        buffer = self.mine[slot]
+        _OUT[buffer.data_ptr()] = (self.token, slot, number)
+        _install_reducer()
+        return buffer
+
+
+def _release(token: int, slot: int, number: int) -> None:
+    """Free `slot` of pool `token` if lease `number` is still the one out on it."""
+    leases = _POOLS.get(token)
+    if leases is not None:
+        with leases.get_lock():
+            table = leases.get_obj()
+            if table[slot] == number:
+                table[slot] = 0
+
+
+def release_unsent(tensor: torch.Tensor) -> None:
+    """Free the lease of a pooled worker buffer that will not be sent (its rows were copied, or none was good).
+    Anything else: nothing."""
+    lease = _OUT.pop(tensor.data_ptr(), None)
+    if lease is not None:
+        _release(*lease)
+
+
+def _install_reducer() -> None:
+    """Make this process (a DataLoader worker) pickle pooled storages with their lease; torch's reducer does the
+    rest, as before."""
+    if not _REDUCER:
+        from multiprocessing.reduction import ForkingPickler
+
+        from torch.multiprocessing.reductions import reduce_storage
+
+        ForkingPickler.register(torch.UntypedStorage, functools.partial(_reduce_storage, reduce_storage))
+        _REDUCER.append(True)
+
+
+def _reduce_storage(torch_reduce: Callable[[Any], tuple[Any, ...]], storage: torch.UntypedStorage) -> tuple[Any, ...]:
+    rebuild, args = torch_reduce(storage)
+    lease = _OUT.pop(storage.data_ptr(), None)
+    return (rebuild, args) if lease is None else (_rebuild_leased, (rebuild, args, *lease))
+
+
+def _rebuild_leased(rebuild: Callable[..., Any], args: tuple[Any, ...], token: int, slot: int, number: int) -> Any:
+    """Unpickling a pooled buffer's storage (in the main process): torch's rebuild, then the lease is freed when
+    that storage dies."""
+    storage = rebuild(*args)
+    if token in _POOLS:
+        weakref.finalize(storage, _release, token, slot, number).atexit = False
+    return storage
+
+
 class BatchBuffers:
     """Batch buffers of one process: handed out as tensors, reused once nothing refers to them any more.
 
     A buffer goes out as `torch.from_numpy(array)`; the tensor's storage holds a reference to `array`, so every
     tensor, view or numpy array made from the batch keeps it referenced, and the array is free exactly when its
-    reference count is back to `_UNUSED`. Up to `keep` buffers are kept. Inside a DataLoader worker each batch is
-    fresh shared memory instead (what sending it to the main process needs; torch's default collate does the
-    same): the main process's use of it cannot be seen from the worker. Pickled (a spawned worker's copy of the
-    dataset) without its buffers. Thread-safe.
+    reference count is back to `_UNUSED`. Up to `keep` buffers are kept. Inside a DataLoader worker a batch must
+    be in shared memory to reach the main process, whose use of it the worker cannot see: `WorkerBuffers` (`shared`)
+    lends those. Pickled (a spawned worker's copy of the dataset) without its buffers. Thread-safe.
     """
 
-    def __init__(self, keep: int = 3) -> None:
+    def __init__(self, keep: int = 3, shared: WorkerBuffers | None = None) -> None:
         self.keep = keep
         self.arrays: list[np.ndarray] = []
         self._lock = threading.Lock()  # two threads never get the same free buffer
+        self.shared = shared if shared is not None else WorkerBuffers()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"keep": self.keep}
+        return {"keep": self.keep, "shared": self.shared}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["keep"])  # type: ignore[misc]
+        self.__init__(state["keep"], state["shared"])  # type: ignore[misc]
 
     def take(self, shape: tuple[int, ...], dtype: type[np.uint8] | type[np.float32]) -> torch.Tensor:
         """An uninitialised batch tensor of `shape` and `dtype` (a base tensor, not a view: `_stacked`)."""
-        if torch.utils.data.get_worker_info() is not None:
-            return shared_tensor(shape, torch.uint8 if dtype == np.uint8 else torch.float32)
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None:
+            return self.shared.take(worker.id, shape, torch.uint8 if dtype == np.uint8 else torch.float32)
         with self._lock:
             for array in self.arrays:
                 if array.shape == shape and array.dtype == dtype and _refcount(array) == _UNUSED:
