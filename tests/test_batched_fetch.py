@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
+import threading
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -247,3 +250,29 @@ def test_a_spawned_worker_reuses_its_buffers_too(index: ShardIndex) -> None:
         seen.append(int(leases[-1]))  # the last lease number given out: the table is the main process's own
         del batch
     assert seen[-1] >= 12 and not any(leases[:-1])  # every batch's buffer leased through the shared table, all freed
+
+
+def _take_the_lock_and_die(leases: Any) -> None:
+    leases.get_lock().acquire()
+    os._exit(0)  # killed inside the table's lock: it is never released
+
+
+def test_a_worker_that_died_holding_the_lease_table_hangs_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
+    buffers = BatchBuffers()
+    leases = buffers.shared.leases
+    holder = mp.get_context("fork").Process(target=_take_the_lock_and_die, args=(leases,))
+    holder.start()
+    holder.join()
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=0))
+    got: list[torch.Tensor] = []
+    calls = [
+        lambda: got.append(buffers.take((2, 1, 4, 4), np.float32)),  # a worker's next batch
+        lambda: dataset_module._release(buffers.shared.token, 0, 1),  # the main process letting go of one
+    ]
+    for call in calls:
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()  # gave up on the lock after a second
+    assert got[0].shape == (2, 1, 4, 4) and got[0].is_shared()  # fresh shared memory instead of a pooled buffer
+    assert not any(leases.get_obj()[:-1])  # no lease taken

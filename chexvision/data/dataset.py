@@ -274,6 +274,7 @@ _COUNTER = _MAX_WORKERS * _SLOTS_PER_WORKER  # the lease table's last entry: the
 _POOLS: dict[int, Any] = {}  # pool token -> its lease table, in every process that knows the pool
 _OUT: dict[int, tuple[int, int, int]] = {}  # in a worker: data_ptr of a pooled buffer out on lease -> its lease
 _REDUCER: list[bool] = []  # whether this process pickles pooled storages with their lease (`_install_reducer`)
+_LOCK_TIMEOUT = 1.0  # seconds: a worker killed inside the table's lock (microseconds a batch) must not hang anyone
 
 
 class WorkerBuffers:
@@ -313,7 +314,10 @@ class WorkerBuffers:
         fresh shared memory)."""
         first = worker * _SLOTS_PER_WORKER
         slots = range(first, first + _SLOTS_PER_WORKER) if worker < _MAX_WORKERS else range(0)
-        with self.leases.get_lock():
+        lock = self.leases.get_lock()
+        if not lock.acquire(timeout=_LOCK_TIMEOUT):
+            return shared_tensor(shape, dtype)
+        try:
             table = self.leases.get_obj()
             free = [slot for slot in slots if table[slot] == 0]
             fits = [s for s in free if s in self.mine and self.mine[s].shape == shape and self.mine[s].dtype == dtype]
@@ -323,6 +327,8 @@ class WorkerBuffers:
             slot = (fits or empty or free)[0]  # a free buffer of this shape, a slot without one, another shape's
             number = int(table[_COUNTER]) + 1
             table[_COUNTER] = table[slot] = number
+        finally:
+            lock.release()
         if not fits:
             self.mine[slot] = shared_tensor(shape, dtype)  # allocated outside the lock: it takes milliseconds
         buffer = self.mine[slot]
@@ -332,13 +338,17 @@ class WorkerBuffers:
 
 
 def _release(token: int, slot: int, number: int) -> None:
-    """Free `slot` of pool `token` if lease `number` is still the one out on it."""
+    """Free `slot` of pool `token` if lease `number` is still the one out on it. Without the lock (a worker died
+    holding it) the slot stays out: never reused, and nothing waits."""
     leases = _POOLS.get(token)
-    if leases is not None:
-        with leases.get_lock():
-            table = leases.get_obj()
-            if table[slot] == number:
-                table[slot] = 0
+    if leases is None or not leases.get_lock().acquire(timeout=_LOCK_TIMEOUT):
+        return
+    try:
+        table = leases.get_obj()
+        if table[slot] == number:
+            table[slot] = 0
+    finally:
+        leases.get_lock().release()
 
 
 def release_unsent(tensor: torch.Tensor) -> None:
