@@ -28,6 +28,7 @@ splits them by patient as training does (dataset.json's default scheme), and pai
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing as mp
@@ -35,7 +36,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -314,21 +315,15 @@ class WorkerBuffers:
         fresh shared memory)."""
         first = worker * _SLOTS_PER_WORKER
         slots = range(first, first + _SLOTS_PER_WORKER) if worker < _MAX_WORKERS else range(0)
-        lock = self.leases.get_lock()
-        if not lock.acquire(timeout=_LOCK_TIMEOUT):
-            return shared_tensor(shape, dtype)
-        try:
-            table = self.leases.get_obj()
-            free = [slot for slot in slots if table[slot] == 0]
+        with _locked(self.leases) as table:
+            free = [slot for slot in slots if table is not None and table[slot] == 0]
             fits = [s for s in free if s in self.mine and self.mine[s].shape == shape and self.mine[s].dtype == dtype]
             empty = [slot for slot in free if slot not in self.mine]
-            if not (fits or free):
-                return shared_tensor(shape, dtype)
+            if table is None or not free:
+                return shared_tensor(shape, dtype)  # every slot out (or the table unreachable): fresh memory
             slot = (fits or empty or free)[0]  # a free buffer of this shape, a slot without one, another shape's
             number = int(table[_COUNTER]) + 1
             table[_COUNTER] = table[slot] = number
-        finally:
-            lock.release()
         if not fits:
             self.mine[slot] = shared_tensor(shape, dtype)  # allocated outside the lock: it takes milliseconds
         buffer = self.mine[slot]
@@ -341,14 +336,23 @@ def _release(token: int, slot: int, number: int) -> None:
     """Free `slot` of pool `token` if lease `number` is still the one out on it. Without the lock (a worker died
     holding it) the slot stays out: never reused, and nothing waits."""
     leases = _POOLS.get(token)
-    if leases is None or not leases.get_lock().acquire(timeout=_LOCK_TIMEOUT):
+    if leases is not None:
+        with _locked(leases) as table:
+            if table is not None and table[slot] == number:
+                table[slot] = 0
+
+
+@contextlib.contextmanager
+def _locked(leases: Any) -> Iterator[Any]:
+    """The lease table's entries while holding its lock; None if the lock was not free within `_LOCK_TIMEOUT`."""
+    lock = leases.get_lock()
+    if not lock.acquire(timeout=_LOCK_TIMEOUT):
+        yield None
         return
     try:
-        table = leases.get_obj()
-        if table[slot] == number:
-            table[slot] = 0
+        yield leases.get_obj()
     finally:
-        leases.get_lock().release()
+        lock.release()
 
 
 def release_unsent(tensor: torch.Tensor) -> None:
