@@ -135,8 +135,8 @@ class ShardDataset(Dataset[Item | None]):
         """A whole batch at once (DataLoader calls this for batched sampling): the items' tensors are views of
         one [n, 1, H, W] buffer (in shared memory inside a worker) that each image is written into, so
         `DropFailedCollate` hands the buffer on instead of stacking copies. The images are decoded first, then
-        the CPU path augments them together (`CpuTrainTransform.apply_batch`: parameters and matrices for the
-        batch in a few vectorised steps); each training sample draws its augmentation from its own
+        the CPU path augments them together (`CpuTrainTransform.apply_batch`: parameters, matrices and LUTs
+        for the batch in a few vectorised steps); each training sample draws its augmentation from its own
         (seed, epoch, index) uniforms, as one item would."""
         ks, epochs = _split_keys(keys)
         n = len(ks)
@@ -274,7 +274,6 @@ _MAX_WORKERS = 32  # workers with pooled buffers; more get fresh shared memory f
 _COUNTER = _MAX_WORKERS * _SLOTS_PER_WORKER  # the lease table's last entry: the last lease number given out
 _POOLS: dict[int, Any] = {}  # pool token -> its lease table, in every process that knows the pool
 _OUT: dict[int, tuple[int, int, int]] = {}  # in a worker: data_ptr of a pooled buffer out on lease -> its lease
-_REDUCER: list[bool] = []  # whether this process pickles pooled storages with their lease (`_install_reducer`)
 _LOCK_TIMEOUT = 1.0  # seconds: a worker killed inside the table's lock (microseconds a batch) must not hang anyone
 
 
@@ -363,16 +362,15 @@ def release_unsent(tensor: torch.Tensor) -> None:
         _release(*lease)
 
 
+@functools.cache
 def _install_reducer() -> None:
-    """Make this process (a DataLoader worker) pickle pooled storages with their lease; torch's reducer does the
-    rest, as before."""
-    if not _REDUCER:
-        from multiprocessing.reduction import ForkingPickler
+    """Make this process (a DataLoader worker) pickle pooled storages with their lease, once; torch's reducer does
+    the rest, as before."""
+    from multiprocessing.reduction import ForkingPickler
 
-        from torch.multiprocessing.reductions import reduce_storage
+    from torch.multiprocessing.reductions import reduce_storage
 
-        ForkingPickler.register(torch.UntypedStorage, functools.partial(_reduce_storage, reduce_storage))
-        _REDUCER.append(True)
+    ForkingPickler.register(torch.UntypedStorage, functools.partial(_reduce_storage, reduce_storage))
 
 
 def _reduce_storage(torch_reduce: Callable[[Any], tuple[Any, ...]], storage: torch.UntypedStorage) -> tuple[Any, ...]:

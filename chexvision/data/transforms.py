@@ -401,10 +401,9 @@ def augment_batch_cpu(
     if scratch is None or scratch.shape != (height, width):
         scratch = np.empty((height, width), dtype=np.float32)
     luts = _jitter_luts(images, p.brightness, p.contrast, mean, std)
-    borders = luts[:, 0].tolist()
     for j, img in enumerate(images):
         if img is not None:
-            _augment_into(img, luts[j], borders[j], matrices[j] if geometry[j] else None, sigmas[j],
+            _augment_into(img, luts[j], matrices[j] if geometry[j] else None, sigmas[j],
                           erases[j] if erases[j][2] else None, interpolation, out[j], scratch, j)  # fmt: skip
     return out
 
@@ -432,7 +431,7 @@ def augment_cpu(
     lut = _jitter_lut(img, params.brightness, params.contrast, mean, std)
     p = params
     matrix = _matrix(p, *img.shape) if _has_geometry(p.flip, p.angle, p.scale, p.shear, *p.translate) else None
-    _augment_into(img, lut, float(lut[0]), matrix, params.blur_sigma, params.erase, interpolation, out, scratch, 0)
+    _augment_into(img, lut, matrix, params.blur_sigma, params.erase, interpolation, out, scratch, 0)
     return out
 
 
@@ -444,7 +443,6 @@ def _check_out(out: np.ndarray) -> None:
 def _augment_into(
     img: np.ndarray,
     lut: np.ndarray,
-    border: float,
     matrix: np.ndarray | None,
     sigma: float,
     erase: Sequence[int] | None,
@@ -455,7 +453,7 @@ def _augment_into(
 ) -> None:
     """One image's augmentation into `slot` (float32 HxW): three passes at most. One LUT (uint8 -> float32: jitter
     + normalisation), then, with geometry (`matrix`), one warp of that float image into `slot` (`interpolation`;
-    the border gets the jittered black, `border` = `lut[0]`); the blur when drawn (in place); erasing is a slice
+    the border gets the jittered black, `lut[0]`); the blur when drawn (in place); erasing is a slice
     assignment. OpenCV's arguments go by position (its keyword parsing costs about 1 us a call here)."""
     import cv2
 
@@ -464,8 +462,8 @@ def _augment_into(
         raise ValueError(f"image {j} is {img.shape}, the batch {(height, width)}")
     if matrix is not None:
         levels = cv2.LUT(img, lut, scratch)
-        # dst, flags, borderMode (cv2.BORDER_CONSTANT), borderValue
-        _into(cv2.warpAffine(levels, matrix, (width, height), slot, _CV2_INTERPOLATION[interpolation], 0, border), slot)
+        flags, border = _CV2_INTERPOLATION[interpolation], float(lut[0])
+        _into(cv2.warpAffine(levels, matrix, (width, height), slot, flags, cv2.BORDER_CONSTANT, border), slot)
     else:
         _into(cv2.LUT(img, lut, slot), slot)
     if sigma > 0:
